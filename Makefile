@@ -1,0 +1,56 @@
+# Task runner behind the README's commands. Run scripts/bootstrap.sh once first.
+#   make demo         set up this machine as a hyper host, build the guest image, run the demo
+#   make test         everything CI runs: lint, sanity, unit and integration tests
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV        ?= .venv
+BIN         := $(abspath $(VENV))/bin
+PYTHON      := $(BIN)/python
+COLLECTIONS := $(abspath .build/collections)
+# ansible-test needs the collection at ansible_collections/hyper/pods as a real directory.
+TESTROOT    := $(abspath .build/test)/ansible_collections/hyper/pods
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export PYTHONPATH := $(COLLECTIONS)
+export ANSIBLE_FORCE_COLOR ?= 0
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help demo test lint sanity units integration bench collection testroot clean
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+collection:
+	@mkdir -p $(COLLECTIONS)/ansible_collections/hyper
+	@ln -sfn $(CURDIR) $(COLLECTIONS)/ansible_collections/hyper/pods
+
+demo: collection
+	$(BIN)/ansible-playbook -i playbooks/inventory.yml playbooks/demo.yml
+
+test: lint sanity units integration
+
+lint: collection
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/ansible-lint --offline roles playbooks
+
+testroot:
+	@rm -rf $(dir $(TESTROOT))
+	@mkdir -p $(TESTROOT)
+	@git ls-files -co --exclude-standard | rsync -a --files-from=- ./ $(TESTROOT)/
+
+sanity: testroot
+	cd $(TESTROOT) && $(BIN)/ansible-test sanity --python 3.11 --requirements --color no
+
+units: collection
+	$(BIN)/pytest tests/unit
+
+integration: testroot
+	cd $(TESTROOT) && $(BIN)/ansible-test integration --local --python 3.11 --allow-destructive --allow-root --color no -v
+
+bench: collection
+	$(PYTHON) bench/boot.py
+
+clean:
+	rm -rf .build tests/output

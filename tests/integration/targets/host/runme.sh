@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The host role: applied twice (the second run changes nothing), then in check mode.
+set -euo pipefail
+run() {  # run a playbook, keep its output, print it
+  ansible-playbook -i "$INVENTORY_PATH" "$@" | tee "$OUT"
+}
+OUT=$(mktemp)
+trap 'rm -f "$OUT"' EXIT
+
+run apply.yml "$@"
+run apply.yml "$@"
+grep -Eq 'localhost +: ok=[0-9]+ +changed=0 +unreachable=0 +failed=0' "$OUT" || { echo "second run of the host role changed something" >&2; exit 1; }
+run apply.yml --check "$@"
+grep -Eq 'changed=0 +unreachable=0 +failed=0' "$OUT" || { echo "check mode on a set-up host reported changes or failed" >&2; exit 1; }
+run verify.yml "$@"
