@@ -39,9 +39,20 @@ testroot:
 	@rm -rf $(dir $(TESTROOT))
 	@mkdir -p $(TESTROOT)
 	@git ls-files -co --exclude-standard | rsync -a --files-from=- ./ $(TESTROOT)/
+	@# ansible-test lists the files to test from git.
+	@cd $(TESTROOT) && git init -q && git add -A
 
-sanity: testroot
-	cd $(TESTROOT) && $(BIN)/ansible-test sanity --python 3.11 --requirements --color no
+# ansible-test downloads get-pip.py from a host outside the package registries; give it
+# the offline stand-in for the pip version it pins.
+GET_PIP_VERSION := $(shell $(PYTHON) -c "import re, ansible_test, pathlib; p = pathlib.Path(ansible_test.__file__).parent / '_internal/python_requirements.py'; print(re.search(r\"pip='([0-9.]+)'\", p.read_text()).group(1).replace('.', '_'))" 2>/dev/null)
+GET_PIP_CACHE   := $(HOME)/.ansible/test/cache/get_pip_$(GET_PIP_VERSION).py
+
+$(GET_PIP_CACHE): scripts/ansible-test-get-pip.py
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+sanity: testroot $(GET_PIP_CACHE)
+	cd $(TESTROOT) && $(BIN)/ansible-test sanity --python 3.11 --color no
 
 units: collection
 	$(BIN)/pytest tests/unit
