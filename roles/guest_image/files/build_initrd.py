@@ -33,7 +33,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 MANIFEST_FORMAT = 1
@@ -316,7 +316,7 @@ def compress(data: bytes, method: str) -> bytes:
     else:
         raise BuildError(f"guest_image_compression: unknown compression {method!r}")
     try:
-        return subprocess.run(argv, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True).stdout
+        return subprocess.run(argv, input=data, capture_output=True, check=True).stdout
     except FileNotFoundError as exc:
         raise BuildError(f"guest_image_compression: {method!r} needs the {argv[0]!r} command on the host") from exc
     except subprocess.CalledProcessError as exc:
@@ -428,7 +428,7 @@ class Tree:
 
 def run(argv: Sequence[str], **kwargs: object) -> str:
     try:
-        proc = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False, **kwargs)  # type: ignore[call-overload]
+        proc = subprocess.run(list(argv), capture_output=True, check=False, **kwargs)  # type: ignore[call-overload]
     except FileNotFoundError as exc:
         raise BuildError(f"command not found: {argv[0]}") from exc
     if proc.returncode != 0:
@@ -692,7 +692,7 @@ def cmd_build(args: argparse.Namespace) -> Dict[str, object]:
         "changed_files": changed_files,
         "image_dir": out_dir,
         "kernel_release": release,
-        "initrd_sha256": manifest["initrd"]["sha256"],  # type: ignore[index]
+        "initrd_sha256": sha256_hex(initrd),
         "initrd_size": len(initrd),
         "modules": modules,
         "manifest": manifest,
@@ -717,6 +717,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         result = handlers[args.command](args)
     except BuildError as exc:
         print(json.dumps({"failed": True, "msg": str(exc)}))
+        print(f"build_initrd.py {args.command}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, sort_keys=True))
     return 0
