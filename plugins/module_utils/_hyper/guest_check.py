@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import EXEC_TIMEOUT, READY_TIMEOUT, GuestAgent, LibvirtAgentTransport
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import EXEC_TIMEOUT, READY_TIMEOUT, AgentTransport, GuestAgent, LibvirtAgentTransport
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.domain_xml import DomainSpec, render_domain_xml
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, BootError, DomainNotFound, HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host import DEFAULT_ROOT, resolve_accelerator
@@ -68,7 +68,9 @@ def check_guest(
     request: GuestCheckRequest,
     *,
     open_client: Callable[[str], LibvirtClient] = LibvirtClient.open,
+    make_transport: Callable[[Any, str], AgentTransport] = LibvirtAgentTransport,
     clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Boot, wait for the agent, run ``request.command``, and always destroy the VM. Returns plain data."""
     accelerator = resolve_accelerator(request.accelerator, request.root)
@@ -96,7 +98,7 @@ def check_guest(
         try:
             started = clock()
             dom = client.create_transient(xml)
-            agent = GuestAgent(LibvirtAgentTransport(dom, vm_id), name=vm_id, clock=clock)
+            agent = GuestAgent(make_transport(dom, vm_id), name=vm_id, clock=clock, sleep=sleep)
             live = dom
             try:
                 agent.wait_ready(request.timeout, is_alive=lambda: client.is_active(live))

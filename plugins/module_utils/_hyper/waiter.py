@@ -71,6 +71,13 @@ def polls(
     while True:
         yield attempt
         attempt += 1
-        if deadline.expired:
+        remaining = deadline.remaining
+        if remaining <= 0:
             return
-        sleep(min(next(delays), deadline.remaining))
+        delay = next(delays)
+        if delay >= remaining:
+            # Sleep to the deadline, look once more, stop (no float dust keeps us looping).
+            sleep(remaining)
+            yield attempt
+            return
+        sleep(delay)
