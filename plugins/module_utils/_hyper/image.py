@@ -38,7 +38,7 @@ class GuestImage:
 
 def check_image_name(name: str) -> str:
     """Return ``name`` if it is a plain image name (no path tricks), else raise SpecError."""
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise SpecError("image", name, "must match ^[a-z0-9][a-z0-9._-]*$ and contain no '..'")
     return name
 
