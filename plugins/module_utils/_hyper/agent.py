@@ -103,13 +103,13 @@ class GuestAgent:
         self,
         transport: AgentTransport,
         *,
-        name: str = "guest",
+        name: Optional[str] = None,
         call_timeout: int = CALL_TIMEOUT,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
     ) -> None:
         self._transport = transport
-        self.name = name
+        self.name = name or str(getattr(transport, "name", "guest"))
         self.call_timeout = call_timeout
         self._clock = clock
         self._sleep = sleep
