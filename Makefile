@@ -13,6 +13,7 @@ COLLECTIONS := $(abspath .build/collections)
 TESTROOT    := $(abspath .build/test)/ansible_collections/hyper/pods
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PYTHONPATH := $(COLLECTIONS)
+export MYPYPATH := $(COLLECTIONS)
 export ANSIBLE_FORCE_COLOR ?= 0
 export PATH := $(BIN):$(PATH)
 
