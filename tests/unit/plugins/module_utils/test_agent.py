@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper import agent as agent_mod
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import MAX_CHUNK, PING_TIMEOUT, ExecTimeout, GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import MAX_CHUNK, MAX_REQUEST_DATA, PING_TIMEOUT, READ_CHUNK, ExecTimeout, GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (
     AgentCommandError,
     AgentError,
@@ -248,7 +248,7 @@ def test_agent_dying_during_exec_surfaces_as_unavailable(agent: GuestAgent, tran
     [
         ([], None, "command"),
         ([""], None, "command"),
-        (["cat"], b"x" * (MAX_CHUNK + 1), "stdin"),
+        (["cat"], b"x" * (MAX_REQUEST_DATA + 1), "stdin"),
     ],
 )
 def test_exec_rejects_bad_input_before_sending_anything(
@@ -363,19 +363,39 @@ def test_write_file_of_nothing_truncates(agent: GuestAgent, transport: ScriptedT
 
 
 @pytest.mark.parametrize("chunk_size", [0, -1, MAX_CHUNK + 1])
-def test_chunk_size_bounds(agent: GuestAgent, transport: ScriptedTransport, chunk_size: int) -> None:
+def test_read_chunk_bounds(agent: GuestAgent, transport: ScriptedTransport, chunk_size: int) -> None:
     with pytest.raises(SpecError):
         agent.read_file("/f", chunk_size=chunk_size)
+    assert transport.requests == []
+
+
+@pytest.mark.parametrize("chunk_size", [0, -1, MAX_REQUEST_DATA + 1, MAX_CHUNK])
+def test_write_chunk_bounds(agent: GuestAgent, transport: ScriptedTransport, chunk_size: int) -> None:
     with pytest.raises(SpecError):
         agent.write_file("/f", b"x", chunk_size=chunk_size)
     assert transport.requests == []
 
 
-def test_a_full_chunk_fits_in_one_libvirt_string() -> None:
-    # libvirtd refuses RPC strings above 4 MiB; a maximal read reply and write request must fit.
-    data = b"\xff" * MAX_CHUNK
-    reply = json.dumps({"return": {"count": MAX_CHUNK, "buf-b64": b64(data), "eof": False}})
-    request = json.dumps({"execute": "guest-file-write", "arguments": {"handle": 123456, "buf-b64": b64(data), "count": MAX_CHUNK}})
+def test_default_chunks(agent: GuestAgent, transport: ScriptedTransport) -> None:
+    transport.on("guest-file-open", Reply(1))
+    transport.on("guest-file-read", Reply({"count": 0, "buf-b64": "", "eof": True}))
+    transport.on("guest-file-write", lambda request: Reply({"count": request["arguments"]["count"], "eof": False}))
+    transport.on("guest-file-close", Reply({}))
+    agent.read_file("/f")
+    agent.write_file("/g", b"y" * (MAX_REQUEST_DATA + 1))
+    assert transport.requests[1]["arguments"]["count"] == READ_CHUNK
+    assert [r["arguments"]["count"] for r in transport.requests if r["execute"] == "guest-file-write"] == [MAX_REQUEST_DATA, 1]
+
+
+def test_a_full_read_chunk_fits_in_one_libvirt_string() -> None:
+    # libvirtd refuses RPC strings above 4 MiB; a maximal read reply must fit.
+    reply = json.dumps({"return": {"count": MAX_CHUNK, "buf-b64": b64(b"\xff" * MAX_CHUNK), "eof": False}})
     assert len(reply) < 4 * 1024 * 1024
-    assert len(request) < 4 * 1024 * 1024
     assert MAX_CHUNK > 3 * 1024 * 1024 - 128 * 1024  # and we do not waste much of it
+
+
+def test_a_full_write_request_stays_below_the_measured_request_limit() -> None:
+    # Requests of ~220 KB failed against qemu-ga 7.2 (see agent.py); stay well below.
+    data = b"\xff" * MAX_REQUEST_DATA
+    request = json.dumps({"execute": "guest-file-write", "arguments": {"handle": 123456789, "buf-b64": b64(data), "count": MAX_REQUEST_DATA}})
+    assert len(request) < 200_000
