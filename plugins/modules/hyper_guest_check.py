@@ -16,7 +16,7 @@ description:
   - Fails when the guest does not come up within O(timeout) (the result then carries the last
     lines of the serial console in RV(console_tail)), or when the command does not exit with 0.
 author:
-  - hyper.pods developers
+  - hyper.pods developers (@hyper-pods)
 extends_documentation_fragment:
   - hyper.pods.common
 attributes:
@@ -25,10 +25,12 @@ attributes:
     description: The check changes no persistent state, so it runs in check mode as well.
   diff_mode:
     support: none
+    description: Nothing persistent changes, so there is nothing to show.
   idempotent:
     support: full
     description: Every run boots a new throwaway VM and leaves nothing behind; it never reports a change.
   platform:
+    support: full
     platforms: posix
     description: Runs on the hyper host, next to libvirtd.
 options:

@@ -66,18 +66,17 @@ def polls(
     is made at the deadline itself, so a caller never gives up without a final look.
     """
     deadline = Deadline(seconds, clock)
-    delays = backoff(first, factor, cap)
-    attempt = 0
-    while True:
-        yield attempt
-        attempt += 1
+    yield 0
+    attempt = 1
+    for delay in backoff(first, factor, cap):
         remaining = deadline.remaining
         if remaining <= 0:
             return
-        delay = next(delays)
         if delay >= remaining:
             # Sleep to the deadline, look once more, stop (no float dust keeps us looping).
             sleep(remaining)
             yield attempt
             return
         sleep(delay)
+        yield attempt
+        attempt += 1

@@ -62,7 +62,7 @@ def test_malformed_replies_are_agent_errors(agent: GuestAgent, transport: Script
     transport.on("guest-ping", Reply(raw=raw))
     with pytest.raises(AgentError) as err:
         agent.ping()
-    assert type(err.value) is AgentError
+    assert err.type is AgentError
     assert needle in err.value.message
 
 

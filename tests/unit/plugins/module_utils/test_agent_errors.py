@@ -33,7 +33,7 @@ CASES = [
 @pytest.mark.parametrize(("code", "message", "expected"), CASES)
 def test_libvirt_agent_errors_map_to_one_type(code: int, message: str, expected: type) -> None:
     error = map_agent_error(code, message, "hyper-check-0001")
-    assert type(error) is expected
+    assert error.__class__ is expected
     assert error.message.startswith("hyper-check-0001: ")
     assert message in error.message
 

@@ -31,7 +31,7 @@ def test_backoff_table(first: float, factor: float, cap: float, expected: list[f
 def test_polls_first_attempt_is_immediate_and_last_is_at_the_deadline() -> None:
     clock = FakeClock()
     start = clock.now
-    times = [clock.now - start for _ in polls(1.0, clock=clock, sleep=clock.sleep)]
+    times = [clock.now - start for _attempt in polls(1.0, clock=clock, sleep=clock.sleep)]
     assert times[0] == 0.0
     assert times[-1] == pytest.approx(1.0)
     assert sum(clock.sleeps) == pytest.approx(1.0)  # never sleeps past the deadline
