@@ -72,3 +72,14 @@ class BootError(HyperError):
     def __init__(self, message: str, console_tail: list[str]) -> None:
         super().__init__(message, {"console_tail": console_tail})
         self.console_tail = console_tail
+
+
+class ContainerError(HyperError):
+    """A container of a pod failed in the guest (start, stop, exited early); ``log_tail`` holds its last log lines."""
+
+    def __init__(self, container: str, reason: str, log_tail: Optional[list[str]] = None, details: Optional[dict[str, Any]] = None) -> None:
+        tail = list(log_tail or [])
+        super().__init__(f"container {container}: {reason}", {**(details or {}), "container": container, "log_tail": tail})
+        self.container = container
+        self.reason = reason
+        self.log_tail = tail
