@@ -141,7 +141,7 @@ class GuestAgent:
         if error is not None:
             if not isinstance(error, dict):
                 error = {"desc": str(error)}
-            raise AgentCommandError(name, str(error.get("class", "GenericError")), str(error.get("desc", "")))
+            raise AgentCommandError(name, str(error.get("class", "GenericError")), str(error.get("desc", "")), self.name)
         if "return" not in reply:
             raise AgentError(f"{self.name}: reply to {name} has no 'return': {reply_text[:200]!r}")
         return reply["return"]
@@ -368,7 +368,7 @@ def map_agent_error(code: int, message: str, where: str) -> AgentError | DomainN
         return AgentUnavailable(f"{text} (the domain has no guest agent channel)")
     failed = _AGENT_FAILED.search(message)
     if failed:
-        return AgentCommandError(failed.group("name"), "GenericError", (failed.group("desc") or "").strip())
+        return AgentCommandError(failed.group("name"), "GenericError", (failed.group("desc") or "").strip(), where)
     return AgentError(text)
 
 

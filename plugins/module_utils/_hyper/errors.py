@@ -47,8 +47,9 @@ class DomainNotRunning(AgentUnavailable):
 class AgentCommandError(AgentError):
     """qemu-ga answered with an error object (``class`` and ``desc``)."""
 
-    def __init__(self, command: str, error_class: str, desc: str) -> None:
-        super().__init__(f"guest agent command {command} failed: {desc} ({error_class})", {"agent_error_class": error_class})
+    def __init__(self, command: str, error_class: str, desc: str, where: str = "") -> None:
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}guest agent command {command} failed: {desc} ({error_class})", {"agent_error_class": error_class})
         self.command = command
         self.error_class = error_class
         self.desc = desc

@@ -73,7 +73,7 @@ def test_error_reply_becomes_agent_command_error_with_class_and_desc(agent: Gues
     assert err.value.command == "guest-file-open"
     assert err.value.error_class == "GenericError"
     assert err.value.desc == "failed to open file '/nope': No such file or directory"
-    assert "guest-file-open failed: failed to open file '/nope'" in err.value.message
+    assert err.value.message.startswith("vm-under-test: guest agent command guest-file-open failed: failed to open file '/nope'")
 
 
 def test_info_that_is_not_an_object_is_an_error(agent: GuestAgent, transport: ScriptedTransport) -> None:

@@ -44,6 +44,7 @@ def test_agent_error_reply_relayed_by_libvirt_keeps_the_command_and_desc() -> No
     assert isinstance(error, AgentCommandError)
     assert error.command == "guest-file-open"
     assert error.desc == "failed to open file '/x' (mode: 'r'): No such file or directory"
+    assert error.message.startswith("vm: guest agent command guest-file-open failed: ")
 
 
 def test_unavailable_and_timeout_are_distinct_families() -> None:
