@@ -1,0 +1,166 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Private to the hyper.pods collection: may change without notice. Do not import from outside it.
+"""ensure_pod: the hyper_pod module's one call. Spec → images → plan (pure) → apply, or only the plan in check mode."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from typing import Any, Mapping, Optional
+
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.domain_xml import render_domain_xml
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, ImageError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host import DEFAULT_ROOT, resolve_accelerator
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.image import GuestImage, resolve_image
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import DEFAULT_URI, Domain, LibvirtClient
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.oci import DEFAULT_PULL_POLICY, check_pull_policy
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.plan import Plan, plan_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_info import pod_view, predicted_view
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_runtime import DEFAULT_STOP_TIMEOUT, DEFAULT_WAIT_TIMEOUT, PodDeps, PodRuntime
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_vm import (
+    FoundPod,
+    discard_vm,
+    domain_spec,
+    find_pod,
+    new_vm_id,
+    remove_files,
+    stored_metadata,
+)
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.spec import normalise_pod
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as err:
+        raise ImageError(f"cannot read {path}: {err.strerror}") from None
+    return digest.hexdigest()
+
+
+def resolve_guest(root: str, guest: Mapping[str, Any]) -> tuple[GuestImage, dict[str, Any]]:
+    """The guest image of ``{"image"}`` or ``{"kernel", "initrd"}``, and its stored form (with the initrd's SHA-256)."""
+    name = guest.get("image")
+    image = resolve_image(root, str(name)) if name else resolve_image(root, None, str(guest.get("kernel")), str(guest.get("initrd")))
+    stored = {"image": guest.get("image") or None, "kernel": image.kernel, "initrd": image.initrd, "initrd_sha256": file_sha256(image.initrd)}
+    return image, stored
+
+
+def ensure_pod(params: Mapping[str, Any], check_mode: bool, diff: bool = False, deps: Optional[PodDeps] = None) -> dict[str, Any]:
+    """Bring the pod named in ``params`` to ``params['state']``; return the module result (changed, actions, pod, diff)."""
+    deps = deps or PodDeps()
+    spec, user_set = normalise_pod(params)
+    state = str(params.get("state") or "started")
+    root = str(params.get("root") or DEFAULT_ROOT)
+    pull = check_pull_policy(params.get("pull") or DEFAULT_PULL_POLICY)
+    recreate = bool(params.get("recreate"))
+    wait = params.get("wait") is not False
+    wait_timeout = float(params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
+    stop_timeout = float(DEFAULT_STOP_TIMEOUT if params.get("stop_timeout") is None else params["stop_timeout"])
+
+    with deps.open_client(str(params.get("uri") or DEFAULT_URI)) as client:
+        found = find_pod(client, spec.name)
+        current = found.current if found else None
+        if state == "absent":
+            plan = plan_pod({}, frozenset(), current, state)
+        else:
+            new = current is None
+            # Fields the user did not set are taken from the stored spec: resolve only what is compared.
+            accelerator = resolve_accelerator(spec.accelerator, root) if new or "accelerator" in user_set else None
+            guest_fields = {"image": spec.guest_image, "kernel": spec.kernel, "initrd": spec.initrd}
+            guest = resolve_guest(root, guest_fields)[1] if new or "guest" in user_set else {}
+            images = deps.make_images(root)
+            digests = images.digests(spec.containers, pull, check_mode) if new or "containers" in user_set else {}
+            desired = spec.to_stored(accelerator=accelerator or "", guest=guest, digests=digests)
+            plan = plan_pod(desired, user_set, current, state, recreate)
+
+        result: dict[str, Any] = {"changed": plan.changed, "actions": list(plan.actions)}
+        if diff:
+            result["diff"] = {"before": plan.before, "after": plan.after}
+        if check_mode or not plan.changed:
+            result["pod"] = pod_view(client, found, deps) if found and not plan.changed else predicted_view(plan, current)
+            return result
+
+        runtime = PodRuntime(client, root, deps.make_transport, deps.make_guest_pod, deps.clock, deps.sleep, deps.timings)
+        dom = _apply(client, runtime, deps, plan, found, root, wait=wait, wait_timeout=wait_timeout, stop_timeout=stop_timeout)
+        if dom is None:
+            result["pod"] = predicted_view(plan, None)
+        else:
+            result["pod"] = pod_view(client, find_pod(client, spec.name), deps)
+        if deps.timings:
+            result["timings"] = dict(deps.timings)
+        return result
+
+
+def _apply(
+    client: LibvirtClient,
+    runtime: PodRuntime,
+    deps: PodDeps,
+    plan: Plan,
+    found: Optional[FoundPod],
+    root: str,
+    *,
+    wait: bool,
+    wait_timeout: float,
+    stop_timeout: float,
+) -> Optional[Domain]:
+    """Carry out ``plan.actions``; return the pod's domain afterwards (None once removed)."""
+    actions = plan.actions
+    spec = plan.spec
+    if plan.new_vm:
+        # Everything that can fail on the host happens before the old VM goes and libvirt hears of the new one.
+        image, spec["guest"] = resolve_guest(root, spec["guest"])
+        containers, disks = deps.make_images(root).prepare(spec)
+    if found is not None and ("remove" in actions or "recreate" in actions):
+        runtime.stop(found.dom, found.current.vm_id, found.current.spec.get("containers") or [], stop_timeout)
+        client.undefine(found.dom)
+        remove_files(root, found.current.vm_id)
+        if "remove" in actions:
+            return None
+    if plan.new_vm:
+        vm_id = new_vm_id(client)
+        dom = None
+        try:
+            dom = client.define(render_domain_xml(domain_spec(vm_id, spec, image, disks, root)))
+            if "start" in actions:
+                runtime.boot(dom, str(spec["name"]), vm_id, containers, wait=wait, timeout=wait_timeout)
+        except BaseException:
+            # A pod that failed to come up leaves nothing behind: no domain, no console log.
+            discard_vm(client, dom, root, vm_id)
+            raise
+        return dom
+    assert found is not None
+    dom, vm_id = found.dom, found.current.vm_id
+    if "update_labels" in actions:
+        client.set_metadata(dom, stored_metadata(spec))
+    if "stop" in actions or "restart" in actions:
+        runtime.stop(dom, vm_id, spec.get("containers") or [], stop_timeout)
+    if "start" in actions or "restart" in actions:
+        _start_existing(client, runtime, deps, dom, vm_id, spec, root, wait=wait, wait_timeout=wait_timeout)
+    return dom
+
+
+def _start_existing(
+    client: LibvirtClient,
+    runtime: PodRuntime,
+    deps: PodDeps,
+    dom: Domain,
+    vm_id: str,
+    spec: Mapping[str, Any],
+    root: str,
+    *,
+    wait: bool,
+    wait_timeout: float,
+) -> None:
+    """Boot a defined pod; on failure power it off again but keep its definition (it is the user's pod)."""
+    containers, _disks = deps.make_images(root).prepare(spec)  # rebuilds a disk removed from the cache
+    try:
+        runtime.boot(dom, str(spec["name"]), vm_id, containers, wait=wait, timeout=wait_timeout)
+    except BaseException:
+        with contextlib.suppress(HyperError):
+            client.destroy(dom)
+        raise

@@ -1,0 +1,183 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Private to the hyper.pods collection: may change without notice. Do not import from outside it.
+"""PodRuntime: boot a pod's VM and hand its containers to the guest; stop it gracefully.
+
+Everything that needs libvirt, the guest agent and the guest's ``hyper-container`` goes through
+here, with its collaborators injected so the engine can be tested without VMs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
+
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import AgentTransport, GuestAgent, LibvirtAgentTransport
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_check import console_path, console_tail
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import Domain, LibvirtClient
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_images import PodImages, PreparedContainer
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Deadline, Sleep, polls
+
+DEFAULT_WAIT_TIMEOUT = 120
+DEFAULT_STOP_TIMEOUT = 30
+LOG_TAIL_LINES = 20
+MESSAGE_TAIL_LINES = 10
+# The agent sends no reply to guest-shutdown (it powers the guest off); do not wait long for one.
+SHUTDOWN_CALL_TIMEOUT = 2
+
+
+class GuestPodApi(Protocol):
+    """What the engine uses of ``guest_pod.GuestPod`` (the guest's hyper-container through the agent)."""
+
+    def write_container(self, name: str, config: dict[str, Any], meta: dict[str, Any]) -> Any: ...
+
+    def start(self, name: str) -> Any: ...
+
+    def stop(self, name: str, timeout: float) -> Any: ...
+
+    def status(self) -> dict[str, dict[str, Any]]: ...
+
+    def logs(self, name: str, lines: int) -> str: ...
+
+    def wait_running(self, names: Sequence[str], timeout: float) -> Any: ...
+
+
+def default_guest_pod(agent: GuestAgent) -> GuestPodApi:
+    module = importlib.import_module("ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_pod")
+    guest_pod: GuestPodApi = module.GuestPod(agent)
+    return guest_pod
+
+
+@dataclass
+class PodDeps:
+    """The engine's collaborators; tests replace them with fakes."""
+
+    open_client: Callable[[str], LibvirtClient] = LibvirtClient.open
+    make_images: Callable[[str], Any] = PodImages
+    make_transport: Callable[[Any, str], AgentTransport] = LibvirtAgentTransport
+    make_guest_pod: Callable[[GuestAgent], GuestPodApi] = default_guest_pod
+    clock: Clock = time.monotonic
+    sleep: Sleep = time.sleep
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class PodError(HyperError):
+    """A pod step failed; the message names the step, the pod, the container, and carries a tail."""
+
+
+@dataclass
+class PodRuntime:
+    client: LibvirtClient
+    root: str
+    make_transport: Callable[[Any, str], AgentTransport] = LibvirtAgentTransport
+    make_guest_pod: Callable[[GuestAgent], GuestPodApi] = default_guest_pod
+    clock: Clock = time.monotonic
+    sleep: Sleep = time.sleep
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def agent(self, dom: Domain, vm_id: str) -> GuestAgent:
+        return GuestAgent(self.make_transport(dom, vm_id), name=vm_id, clock=self.clock, sleep=self.sleep)
+
+    def guest_pod(self, dom: Domain, vm_id: str) -> GuestPodApi:
+        return self.make_guest_pod(self.agent(dom, vm_id))
+
+    # -- start -------------------------------------------------------------------------------
+
+    def boot(self, dom: Domain, pod: str, vm_id: str, containers: Sequence[PreparedContainer], *, wait: bool, timeout: float) -> None:
+        """Start the VM, wait for its agent, write and start every container, and wait for them to run.
+
+        ``timeout`` bounds the whole boot. On failure the VM is left to the caller (who destroys
+        it) and a PodError names the step, the pod and the container, with a console or log tail.
+        """
+        deadline = Deadline(timeout, self.clock)
+        started = self.clock()
+        step, container = "starting the VM", None
+        guest: Optional[GuestPodApi] = None
+        try:
+            self.client.start(dom)
+            step = "waiting for the guest agent"
+            agent = self.agent(dom, vm_id)
+            agent.wait_ready(max(deadline.remaining, 1.0), is_alive=lambda: self.client.is_active(dom))
+            self.timings["agent_ready"] = round(self.clock() - started, 3)
+            guest = self.make_guest_pod(agent)
+            for prepared in containers:
+                container = prepared.name
+                step = "writing the container's config"
+                guest.write_container(prepared.name, prepared.config, prepared.meta)
+                step = "starting the container"
+                guest.start(prepared.name)
+            container = None
+            if wait and containers:
+                step = "waiting for the containers to run"
+                guest.wait_running([c.name for c in containers], max(deadline.remaining, 1.0))
+            self.timings["containers_running" if wait else "containers_started"] = round(self.clock() - started, 3)
+        except HyperError as err:
+            raise self._failure(err, pod, vm_id, step, container, guest) from None
+
+    def _failure(self, err: HyperError, pod: str, vm_id: str, step: str, container: Optional[str], guest: Optional[GuestPodApi]) -> PodError:
+        what = f"pod {pod} (VM {vm_id}): {step}" + (f" {container}" if container else "") + f" failed: {err.message}"
+        details: dict[str, Any] = {"step": step, "pod": pod, "vm_id": vm_id, **{k: v for k, v in err.details.items() if k not in ("pod", "step")}}
+        console = console_tail(console_path(self.root, vm_id))
+        details["console_tail"] = console
+        failed = container or getattr(err, "container", None)
+        log = [str(line) for line in err.details.get("log_tail") or []]
+        if failed:
+            details["container"] = failed
+            if not log and guest is not None:
+                with contextlib.suppress(HyperError):
+                    log = guest.logs(str(failed), LOG_TAIL_LINES).splitlines()
+            details["log_tail"] = log
+        if log:
+            what += "\nlast lines of the container's log:\n" + "\n".join(log[-MESSAGE_TAIL_LINES:])
+        elif not failed and console:
+            what += "\nlast lines of the guest console:\n" + "\n".join(console[-MESSAGE_TAIL_LINES:])
+        return PodError(what, details)
+
+    # -- stop --------------------------------------------------------------------------------
+
+    def stop(self, dom: Domain, vm_id: str, containers: Sequence[Mapping[str, Any]], timeout: float) -> None:
+        """Stop each container (its stop_signal, then SIGKILL after its stop_timeout), power the guest off, wait.
+
+        The whole graceful part is bounded by ``timeout``; whatever still runs then is destroyed. A
+        guest whose agent does not answer is destroyed at once.
+        """
+        if not self.client.is_active(dom):
+            return
+        deadline = Deadline(timeout, self.clock)
+        try:
+            agent = self.agent(dom, vm_id)
+            agent.ping()
+            guest = self.make_guest_pod(agent)
+            for container in containers:
+                if deadline.expired:
+                    break
+                guest.stop(str(container["name"]), min(float(container.get("stop_timeout", 10)), deadline.remaining))
+            with contextlib.suppress(HyperError):
+                # qemu-ga powers the guest off without answering; a timeout here is the normal case.
+                agent.command("guest-shutdown", {"mode": "powerdown"}, timeout=SHUTDOWN_CALL_TIMEOUT)
+            for _attempt in polls(deadline.remaining, clock=self.clock, sleep=self.sleep, first=0.05, cap=0.5):
+                if not self.client.is_active(dom):
+                    return
+        except HyperError:
+            pass  # the agent is gone or a container would not stop: power off below
+        self.client.destroy(dom)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def status(self, dom: Domain, vm_id: str, logs: int = 0, names: Sequence[str] = ()) -> tuple[Optional[dict[str, dict[str, Any]]], dict[str, str]]:
+        """Container status from the guest (None when the agent does not answer), and log tails if asked."""
+        try:
+            guest = self.guest_pod(dom, vm_id)
+            status = guest.status()
+        except HyperError:
+            return None, {}
+        tails: dict[str, str] = {}
+        for name in names if logs > 0 else ():
+            with contextlib.suppress(HyperError):
+                tails[name] = guest.logs(name, logs)
+        return status, tails
