@@ -223,7 +223,8 @@ def print_table(rows: list[tuple[str, int, list[Sample], list[Sample]]], runs: i
     header = (
         f"{'image':<14} {'initrd':>8} | {'create ours':>11} {'base':>6} | {'ping ours':>9} {'base':>6} {'ratio':>5} | {'exec ours':>9} {'base':>6} {'ratio':>5}"
     )
-    print(f"\nmedians of {runs} runs, seconds from createXML; ratio = ours / baseline (lower is better)")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\nmedians of {runs} runs, seconds from createXML; ratio = ours / baseline (lower is better); load average now {load}")
     print(header)
     print("-" * len(header))
     for name, size, ours, base in rows:
