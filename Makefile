@@ -1,6 +1,7 @@
 # Task runner behind the README's commands. Run scripts/bootstrap.sh once first.
 #   make demo         set up this machine as a hyper host, build the guest image, run the demo
 #   make test         everything CI runs: lint, sanity, unit and integration tests
+#   make integration TARGETS=guest_image   one integration target
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -59,7 +60,7 @@ units: collection
 	$(BIN)/pytest tests/unit
 
 integration: testroot
-	cd $(TESTROOT) && $(BIN)/ansible-test integration --local --python 3.11 --allow-destructive --allow-root --color no -v
+	cd $(TESTROOT) && $(BIN)/ansible-test integration --local --python 3.11 --allow-destructive --allow-root --color no -v $(TARGETS)
 
 bench: collection
 	$(PYTHON) bench/boot.py
