@@ -22,7 +22,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.bundle import (
     unpack,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.domain_xml import DiskSpec
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ImageError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ImageError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.oci import ImageCache, ImageRef, ResolvedImage, parse_image_ref, read_json
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.runner import Runner, run
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.spec import ContainerSpec
@@ -59,7 +59,12 @@ class PodImages:
         for container in containers:
             ref = container.ref
             if ref.name not in by_ref:
-                by_ref[ref.name] = self._lookup(ref) if check_mode else self.cache.pull(ref, pull).digest
+                try:
+                    by_ref[ref.name] = self._lookup(ref) if check_mode else self.cache.pull(ref, pull).digest
+                except SpecError as err:
+                    # The cache names its option "image"; the user wrote containers[NAME].image.
+                    option = f"containers[{container.name}].image" if err.option == "image" else err.option
+                    raise SpecError(option, err.value, err.reason) from None
             result[container.name] = by_ref[ref.name]
         return result
 

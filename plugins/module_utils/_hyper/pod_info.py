@@ -67,7 +67,7 @@ def pod_view(client: LibvirtClient, found: Optional[FoundPod], deps: PodDeps, lo
     current = found.current
     view = _view(current.spec, current.vm_id, current.uuid, current.state, current.running)
     containers = list(current.spec.get("containers") or [])
-    statuses: Optional[dict[str, dict[str, Any]]] = None
+    statuses: Optional[Mapping[str, Any]] = None
     tails: dict[str, str] = {}
     if current.running and containers:
         runtime = PodRuntime(client, "", deps.make_transport, deps.make_guest_pod, deps.clock, deps.sleep)

@@ -11,7 +11,6 @@ here, with its collaborators injected so the engine can be tested without VMs.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
@@ -19,6 +18,7 @@ from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import AgentTransport, GuestAgent, LibvirtAgentTransport
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_check import console_path, console_tail
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_pod import GuestPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import Domain, LibvirtClient
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_images import PodImages, PreparedContainer
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Deadline, Sleep, polls
@@ -28,7 +28,7 @@ DEFAULT_STOP_TIMEOUT = 30
 LOG_TAIL_LINES = 20
 MESSAGE_TAIL_LINES = 10
 # The agent sends no reply to guest-shutdown (it powers the guest off); do not wait long for one.
-SHUTDOWN_CALL_TIMEOUT = 2
+SHUTDOWN_CALL_TIMEOUT = 1
 
 
 class GuestPodApi(Protocol):
@@ -40,7 +40,7 @@ class GuestPodApi(Protocol):
 
     def stop(self, name: str, timeout: float) -> Any: ...
 
-    def status(self) -> dict[str, dict[str, Any]]: ...
+    def status(self) -> Mapping[str, Any]: ...
 
     def logs(self, name: str, lines: int) -> str: ...
 
@@ -48,9 +48,7 @@ class GuestPodApi(Protocol):
 
 
 def default_guest_pod(agent: GuestAgent) -> GuestPodApi:
-    module = importlib.import_module("ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_pod")
-    guest_pod: GuestPodApi = module.GuestPod(agent)
-    return guest_pod
+    return GuestPod(agent)
 
 
 @dataclass
@@ -121,7 +119,10 @@ class PodRuntime:
 
     def _failure(self, err: HyperError, pod: str, vm_id: str, step: str, container: Optional[str], guest: Optional[GuestPodApi]) -> PodError:
         what = f"pod {pod} (VM {vm_id}): {step}" + (f" {container}" if container else "") + f" failed: {err.message}"
-        details: dict[str, Any] = {"step": step, "pod": pod, "vm_id": vm_id, **{k: v for k, v in err.details.items() if k not in ("pod", "step")}}
+        details: dict[str, Any] = {"step": step, "pod": pod, "vm_id": vm_id}
+        for key, value in err.details.items():
+            # A container's "state" would read like the module's own option in the result.
+            details["container_state" if key == "state" else key] = value
         console = console_tail(console_path(self.root, vm_id))
         details["console_tail"] = console
         failed = container or getattr(err, "container", None)
@@ -149,6 +150,7 @@ class PodRuntime:
         if not self.client.is_active(dom):
             return
         deadline = Deadline(timeout, self.clock)
+        started = self.clock()
         try:
             agent = self.agent(dom, vm_id)
             agent.ping()
@@ -157,19 +159,22 @@ class PodRuntime:
                 if deadline.expired:
                     break
                 guest.stop(str(container["name"]), min(float(container.get("stop_timeout", 10)), deadline.remaining))
+            self.timings["containers_stopped"] = round(self.clock() - started, 3)
             with contextlib.suppress(HyperError):
                 # qemu-ga powers the guest off without answering; a timeout here is the normal case.
                 agent.command("guest-shutdown", {"mode": "powerdown"}, timeout=SHUTDOWN_CALL_TIMEOUT)
             for _attempt in polls(deadline.remaining, clock=self.clock, sleep=self.sleep, first=0.05, cap=0.5):
                 if not self.client.is_active(dom):
+                    self.timings["powered_off"] = round(self.clock() - started, 3)
                     return
         except HyperError:
             pass  # the agent is gone or a container would not stop: power off below
         self.client.destroy(dom)
+        self.timings["destroyed"] = round(self.clock() - started, 3)
 
     # -- status ------------------------------------------------------------------------------
 
-    def status(self, dom: Domain, vm_id: str, logs: int = 0, names: Sequence[str] = ()) -> tuple[Optional[dict[str, dict[str, Any]]], dict[str, str]]:
+    def status(self, dom: Domain, vm_id: str, logs: int = 0, names: Sequence[str] = ()) -> tuple[Optional[Mapping[str, Any]], dict[str, str]]:
         """Container status from the guest (None when the agent does not answer), and log tails if asked."""
         try:
             guest = self.guest_pod(dom, vm_id)

@@ -289,9 +289,9 @@ def normalise_pod(params: Mapping[str, Any]) -> tuple[PodSpec, frozenset[str]]:
 
     containers = tuple(normalise_container(c, i, default_transport) for i, c in enumerate(params.get("containers") or []))
     seen: set[str] = set()
-    for container in containers:
+    for index, container in enumerate(containers):
         if container.name in seen:
-            raise SpecError("containers", container.name, "container names must be unique within the pod")
+            raise SpecError(f"containers[{index}].name", container.name, "is used by an earlier container; names must be unique within the pod")
         seen.add(container.name)
 
     spec = PodSpec(

@@ -55,7 +55,7 @@ class FakeDomain:
     def name(self) -> str:
         return self.vm_name
 
-    def UUIDString(self) -> str:  # pylint: disable=invalid-name  (libvirt's name)
+    def UUIDString(self) -> str:  # pylint: disable=invalid-name
         return self.uuid
 
 
@@ -391,7 +391,7 @@ def test_stop_destroys_when_the_agent_is_gone(h: Harness) -> None:
 
 def test_restarted_restarts_every_time(h: Harness) -> None:
     h.run()
-    for _ in range(2):
+    for _attempt in range(2):
         result = h.run(state="restarted")
         assert (result["changed"], result["actions"]) == (True, ["restart"])
     assert len(h.pods()) == 1 and h.pods()[0].active

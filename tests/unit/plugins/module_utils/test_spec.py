@@ -54,7 +54,7 @@ def test_user_set_holds_the_stored_fields_the_user_gave(given: dict[str, Any], e
 
 
 def test_container_defaults_and_normalised_values() -> None:
-    spec, _ = normalise_pod(params(containers=[WEB, {"name": "side_car.1", "image": "busybox", "stop_signal": "int", "entrypoint": []}]))
+    spec = normalise_pod(params(containers=[WEB, {"name": "side_car.1", "image": "busybox", "stop_signal": "int", "entrypoint": []}]))[0]
     web, side = spec.containers
     assert web.command == ("httpd", "-f", "-p", "8080") and web.entrypoint is None
     assert (web.restart_policy, web.stop_signal, web.stop_timeout, web.env) == ("never", "SIGTERM", 10, ())
@@ -64,7 +64,7 @@ def test_container_defaults_and_normalised_values() -> None:
 
 
 def test_bare_names_follow_the_default_transport() -> None:
-    spec, _ = normalise_pod(params(default_transport="oci:/srv/images", containers=[{"name": "a", "image": "busybox"}]))
+    spec = normalise_pod(params(default_transport="oci:/srv/images", containers=[{"name": "a", "image": "busybox"}]))[0]
     assert spec.containers[0].ref.name == "oci:/srv/images:busybox"
 
 
@@ -96,7 +96,7 @@ def test_signals_by_name(value: str, expected: str) -> None:
         ({"labels": {"bad key": "x"}}, "labels", "keys"),
         ({"accelerator": "xen"}, "accelerator", "one of"),
         ({"kernel_args": "a\nb"}, "kernel_args", "one line"),
-        ({"containers": [WEB, dict(WEB)]}, "containers", "unique"),
+        ({"containers": [WEB, dict(WEB)]}, "containers[1].name", "unique"),
         ({"containers": [{"name": "Web", "image": "busybox"}]}, "containers[0].name", "lower-case"),
         ({"containers": [{"name": "web"}]}, "containers[web].image", "must be a string"),
         ({"containers": [{"name": "web", "image": "containers-storage:busybox"}]}, "containers[web].image", "not supported"),
@@ -125,7 +125,7 @@ def test_bad_input_names_the_option(given: dict[str, Any], option: str, reason: 
 
 
 def test_stored_form_and_hash() -> None:
-    spec, _ = normalise_pod(params(labels={"b": "2", "a": "1"}, containers=[{**WEB, "env": {"B": "2", "A": "1"}}]))
+    spec = normalise_pod(params(labels={"b": "2", "a": "1"}, containers=[{**WEB, "env": {"B": "2", "A": "1"}}]))[0]
     guest = {"image": "default", "kernel": "/k", "initrd": "/i", "initrd_sha256": "00"}
     stored = spec.to_stored(accelerator="tcg", guest=guest, digests={"web": "sha256:" + "a" * 64})
     assert stored["accelerator"] == "tcg" and stored["guest"] == guest
