@@ -1,0 +1,446 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: hyper_pod
+short_description: Manage hyper pods, containers in a small QEMU VM of their own
+version_added: 0.1.0
+description:
+  - Creates, starts, stops, recreates and removes a hyper pod, a small QEMU virtual machine managed
+    by libvirt that runs a group of OCI containers under C(crun). The containers share the VM's
+    network namespace, so they reach each other on C(localhost).
+  - The pod's VM is a persistent libvirt domain named C(hyper-<8 hex digits>) (the VM id) whose
+    title is the pod name. The normalised pod spec and its hash are stored in the domain's metadata;
+    there is no other database.
+  - Container images are copied into the host's image cache with C(skopeo), unpacked with C(umoci)
+    and attached to the VM as read-only disks shared by every pod that uses the same image digest.
+  - Options that are not set are not compared with the existing pod, and keep their stored values.
+    A change of O(containers) (including a new image digest), O(memory), O(vcpus), O(hostname),
+    O(guest_image), O(kernel), O(initrd), O(kernel_args) or O(accelerator) replaces the VM; a change
+    of O(labels) only updates the metadata.
+  - If creating or starting the pod fails (missing image, kernel panic, guest agent silent for
+    O(wait_timeout) seconds, a container that exits at once), the new VM is destroyed and undefined
+    and its console log removed. The error names the step, the pod and the container, and shows the
+    last lines of the guest console or of the container's log.
+author:
+  - hyper.pods developers (@hyper-pods)
+extends_documentation_fragment:
+  - hyper.pods.common
+attributes:
+  check_mode:
+    support: full
+    description: Reports the planned actions and diff without pulling images or touching libvirt.
+  diff_mode:
+    support: full
+    description: The diff shows the stored pod spec (and run state) before and after.
+  idempotent:
+    support: full
+    description: Running the task again with the same options reports no change, except with O(state=restarted).
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the hyper host, next to libvirtd.
+options:
+  name:
+    description:
+      - Name of the pod, unique on the host. 1 to 63 lower-case letters, digits and V(-), starting and
+        ending with a letter or digit.
+    type: str
+    required: true
+  state:
+    description:
+      - V(started) creates the pod if needed and makes sure it runs with every container running.
+      - V(present) creates (defines) the pod without starting it; an existing pod keeps its run state,
+        also when it must be recreated.
+      - V(stopped) creates the pod if needed and makes sure it is not running. Each container gets
+        its C(stop_signal) and up to its C(stop_timeout), the guest is shut down, and after
+        O(stop_timeout) seconds in all the VM is powered off.
+      - V(restarted) stops the pod as V(stopped) does and starts it again; it always reports a change.
+      - V(absent) stops the pod and removes its VM and per-pod files. The shared image cache and
+        guest images are kept.
+    type: str
+    choices: [present, started, stopped, restarted, absent]
+    default: started
+  vcpus:
+    description:
+      - Number of virtual CPUs. A new pod gets V(1).
+    type: int
+  memory:
+    description:
+      - Memory of the VM in MiB, at least V(128). A new pod gets V(128).
+      - The default guest boots from about 96 MiB; 128 MiB leaves about 57 MiB for the containers.
+    type: int
+  labels:
+    description:
+      - Labels of the pod, strings to strings, to find pods with M(hyper.pods.hyper_pod_info).
+      - Changing them updates the stored spec only; the VM keeps running.
+    type: dict
+  hostname:
+    description:
+      - Host name of the VM and of its containers (an RFC 1123 name). Defaults to O(name).
+    type: str
+  guest_image:
+    description:
+      - Name of the guest image (kernel and initrd) under C(<root>/images/), built by the
+        C(hyper.pods.guest_image) role. Used when neither O(kernel) nor O(initrd) is given; a new
+        pod gets V(default).
+      - When given, a rebuilt image (a new initrd) replaces the VM.
+      - Mutually exclusive with O(kernel) and O(initrd).
+    type: str
+  kernel:
+    description:
+      - Path of a kernel to boot instead of a guest image. Needs O(initrd) as well.
+    type: path
+  initrd:
+    description:
+      - Path of an initrd to boot instead of a guest image. Needs O(kernel) as well.
+    type: path
+  kernel_args:
+    description:
+      - Extra kernel arguments, appended to those of the guest image and C(hyper.hostname).
+    type: str
+  containers:
+    description:
+      - The containers of the pod, started in this order. Compared as a whole with the stored list.
+      - When not given, a new pod has no containers and an existing pod keeps its own.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description:
+          - Name of the container, unique within the pod. Lower-case letters, digits, V(_), V(.) and
+            V(-), starting with a letter or digit.
+        type: str
+        required: true
+      image:
+        description:
+          - The image, as a C(skopeo) reference. V(docker://NAME[:TAG][@DIGEST]) (a registry),
+            V(oci:/PATH[:TAG]) (an OCI layout), V(oci-archive:/FILE[:TAG]),
+            V(docker-archive:/FILE[:NAME:TAG]), or a bare V(NAME[:TAG]) resolved against
+            O(default_transport).
+        type: str
+        required: true
+      command:
+        description:
+          - The command, an argv list (no shell). Replaces the image's C(Cmd).
+        type: list
+        elements: str
+      entrypoint:
+        description:
+          - The entrypoint, an argv list (no shell). Replaces the image's C(Entrypoint) and drops its
+            C(Cmd) unless O(containers[].command) is given too. V([]) clears it.
+        type: list
+        elements: str
+      env:
+        description:
+          - Environment variables, names to strings, over the image's C(Env).
+          - Values must be strings; quote numbers and booleans (or use the P(ansible.builtin.string#filter)
+            filter), so that C(true) does not silently become C(True).
+        type: dict
+      workdir:
+        description:
+          - Working directory (absolute). Defaults to the image's C(WorkingDir), else C(/).
+        type: str
+      user:
+        description:
+          - User to run as, V(UID), V(UID:GID), V(NAME) or V(NAME:GROUP) (names from the image's
+            C(/etc/passwd) and C(/etc/group)). Defaults to the image's C(User), else root.
+        type: str
+      restart_policy:
+        description:
+          - When the guest restarts the container after it exits. V(on-failure) restarts it after a
+            non-zero exit code.
+        type: str
+        choices: [never, on-failure, always]
+        default: never
+      stop_signal:
+        description:
+          - Signal that asks the container to stop, by name (V(SIGTERM), V(TERM), V(SIGINT) ...).
+        type: str
+        default: SIGTERM
+      stop_timeout:
+        description:
+          - Seconds to wait after O(containers[].stop_signal) before the container is killed.
+        type: int
+        default: 10
+  default_transport:
+    description:
+      - Transport for a bare O(containers[].image) name. V(docker://) (Docker Hub), or
+        V(docker://REGISTRY[/NAMESPACE]/), or V(oci:/PATH) of an OCI layout in which the bare name is a tag.
+    type: str
+    default: docker://
+  pull:
+    description:
+      - V(missing) copies an image into the cache only when it is not there (a local source also when it
+        changed); V(always) copies it again, and a new digest then replaces the VM.
+    type: str
+    choices: [missing, always]
+    default: missing
+  wait:
+    description:
+      - Wait until every container runs before returning.
+      - The guest agent must answer in any case, since the containers are handed to the guest through it.
+    type: bool
+    default: true
+  wait_timeout:
+    description:
+      - Seconds from starting the VM until its guest agent answers and (with O(wait)) every container runs.
+    type: int
+    default: 120
+  recreate:
+    description:
+      - Replace the VM even when nothing changed. Ignored with O(state=absent).
+    type: bool
+    default: false
+  stop_timeout:
+    description:
+      - Seconds for stopping the pod gracefully (containers, then the guest) before the VM is powered off.
+    type: int
+    default: 30
+notes:
+  - Values in the result that come from the guest (container states, exit codes) are data, never
+    templates. Ansible treats every module result as untrusted, so the module does not mark them itself.
+seealso:
+  - module: hyper.pods.hyper_pod_info
+  - name: skopeo transports
+    description: The image reference forms C(skopeo) understands.
+    link: https://github.com/containers/image/blob/main/docs/containers-transports.5.md
+"""
+
+EXAMPLES = r"""
+- name: Run a web server and a helper in one pod
+  hyper.pods.hyper_pod:
+    name: web
+    memory: 256
+    labels:
+      tier: frontend
+    containers:
+      - name: httpd
+        image: docker://busybox:1.36
+        command: [httpd, -f, -p, "8080"]
+        restart_policy: always
+      - name: sidecar
+        image: busybox:1.36
+        command: [sleep, "3600"]
+        env:
+          MODE: "quiet"
+  register: web_pod
+
+- name: Show where it runs
+  ansible.builtin.debug:
+    msg: "{{ web_pod.pod.vm_id }} is {{ web_pod.pod.state }}"
+
+- name: Images from a local OCI layout, no registry needed
+  hyper.pods.hyper_pod:
+    name: offline
+    default_transport: oci:/srv/images
+    containers:
+      - name: app
+        image: busybox
+        command: [sleep, infinity]
+
+- name: Stop the pod (containers get their stop signal, then the guest shuts down)
+  hyper.pods.hyper_pod:
+    name: web
+    state: stopped
+    stop_timeout: 20
+
+- name: Boot a kernel and initrd of our own
+  hyper.pods.hyper_pod:
+    name: custom-kernel
+    kernel: /srv/guest/vmlinuz
+    initrd: /srv/guest/initrd.img
+    kernel_args: loglevel=7
+    accelerator: tcg
+
+- name: Remove the pod
+  hyper.pods.hyper_pod:
+    name: web
+    state: absent
+"""
+
+RETURN = r"""
+actions:
+  description:
+    - What was done (or would be done in check mode), in order.
+    - Among V(create), V(recreate), V(start), V(stop), V(restart), V(remove) and V(update_labels).
+  returned: always
+  type: list
+  elements: str
+  sample: [create, start]
+pod:
+  description:
+    - The pod after the task. Empty when it is absent.
+    - In check mode, the pod as the task would leave it (container states predicted, no VM id for a new VM).
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: Pod name (the domain title).
+      type: str
+      sample: web
+    vm_id:
+      description: Name of the libvirt domain.
+      type: str
+      sample: hyper-3f9c2a1b
+    uuid:
+      description: UUID of the libvirt domain.
+      type: str
+      sample: 4b0f3c55-9a32-4f6c-8f0e-1b7d1fd3a2f0
+    state:
+      description: V(running), V(stopped), V(paused), or another libvirt state name.
+      type: str
+      sample: running
+    vcpus:
+      description: Virtual CPUs.
+      type: int
+      sample: 1
+    memory:
+      description: Memory in MiB.
+      type: int
+      sample: 128
+    hostname:
+      description: Host name of the VM.
+      type: str
+      sample: web
+    accelerator:
+      description: V(kvm) or V(tcg).
+      type: str
+      sample: tcg
+    guest_image:
+      description: Name of the guest image; V(null) for an explicit O(kernel) and O(initrd).
+      type: str
+      sample: default
+    labels:
+      description: Labels of the pod.
+      type: dict
+      sample: {tier: frontend}
+    containers:
+      description: The containers, in order.
+      type: list
+      elements: dict
+      contains:
+        name:
+          description: Container name.
+          type: str
+          sample: httpd
+        image:
+          description: The image as given.
+          type: str
+          sample: docker://busybox:1.36
+        digest:
+          description: Manifest digest of the image in the cache.
+          type: str
+          sample: sha256:7b3ccabffc97de872a30dfd234fd972a66d247c8cfc69b0550f276481852627c
+        restart_policy:
+          description: The container's restart policy.
+          type: str
+          sample: never
+        state:
+          description:
+            - As the guest reports it (V(running), V(starting), V(restarting), V(exited), V(stopped),
+              V(created)); V(stopped) while the VM is off; V(unknown) when the guest agent does not
+              answer; V(missing) when the guest does not know the container.
+          type: str
+          sample: running
+        pid:
+          description: PID of the container's init process in the guest.
+          type: int
+          sample: 212
+        exit_code:
+          description: Exit code of its last run, if it exited.
+          type: int
+          sample: null
+        restarts:
+          description: How often the guest restarted it.
+          type: int
+          sample: 0
+timings:
+  description: Seconds from starting the VM until its guest agent answered and until every container ran.
+  returned: when the pod was started
+  type: dict
+  sample: {agent_ready: 3.1, containers_running: 5.2}
+step:
+  description: The step that failed, such as V(waiting for the guest agent).
+  returned: failure while starting a pod
+  type: str
+  sample: waiting for the containers to run
+console_tail:
+  description: Last lines of the guest's serial console.
+  returned: failure while starting a pod
+  type: list
+  elements: str
+  sample: ["hyper-init: 1.23 switch-root"]
+log_tail:
+  description: Last lines of the failing container's log.
+  returned: failure of a container while starting a pod
+  type: list
+  elements: str
+  sample: ["httpd: bind: Address in use"]
+"""
+
+from typing import Any  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.ansible_adapter import run_module  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.common_args import with_common_args  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod import ensure_pod  # noqa: E402
+
+CONTAINER_OPTIONS = {
+    "name": {"type": "str", "required": True},
+    "image": {"type": "str", "required": True},
+    "command": {"type": "list", "elements": "str"},
+    "entrypoint": {"type": "list", "elements": "str"},
+    # A dict keeps its values as given, so the library can refuse a non-string with a clear message.
+    "env": {"type": "dict"},
+    "workdir": {"type": "str"},
+    "user": {"type": "str"},
+    "restart_policy": {"type": "str", "choices": ["never", "on-failure", "always"], "default": "never"},
+    "stop_signal": {"type": "str", "default": "SIGTERM"},
+    "stop_timeout": {"type": "int", "default": 10},
+}
+
+ARGUMENT_SPEC = with_common_args(
+    {
+        "name": {"type": "str", "required": True},
+        "state": {"type": "str", "choices": ["present", "started", "stopped", "restarted", "absent"], "default": "started"},
+        # No defaults here: an option left out is not compared with the existing pod.
+        "vcpus": {"type": "int"},
+        "memory": {"type": "int"},
+        "labels": {"type": "dict"},
+        "hostname": {"type": "str"},
+        "guest_image": {"type": "str"},
+        "kernel": {"type": "path"},
+        "initrd": {"type": "path"},
+        "kernel_args": {"type": "str"},
+        "containers": {"type": "list", "elements": "dict", "options": CONTAINER_OPTIONS},
+        "default_transport": {"type": "str", "default": "docker://"},
+        "pull": {"type": "str", "choices": ["missing", "always"], "default": "missing"},
+        "wait": {"type": "bool", "default": True},
+        "wait_timeout": {"type": "int", "default": 120},
+        "recreate": {"type": "bool", "default": False},
+        "stop_timeout": {"type": "int", "default": 30},
+    }
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        required_together=[("kernel", "initrd")],
+        mutually_exclusive=[("guest_image", "kernel"), ("guest_image", "initrd")],
+        supports_check_mode=True,
+    )
+
+    def _ensure(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+        return ensure_pod(params, check_mode, module._diff)
+
+    run_module(module, _ensure)
+
+
+if __name__ == "__main__":
+    main()

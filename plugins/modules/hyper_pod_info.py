@@ -1,0 +1,203 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: hyper_pod_info
+short_description: Show hyper pods, their containers and their logs
+version_added: 0.1.0
+description:
+  - Lists the hyper pods on a libvirt host, or one pod by name, with their run state and the state of
+    their containers as the guest reports it.
+  - The pods are found through the metadata that M(hyper.pods.hyper_pod) stores in each pod's libvirt domain.
+author:
+  - hyper.pods developers (@hyper-pods)
+extends_documentation_fragment:
+  - hyper.pods.common
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads.
+  diff_mode:
+    support: N/A
+    description: The module changes nothing.
+  idempotent:
+    support: full
+    description: The module changes nothing.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the hyper host, next to libvirtd.
+options:
+  name:
+    description:
+      - Name of one pod. All pods when not given.
+    type: str
+  labels:
+    description:
+      - Only pods that have all these labels with these values.
+    type: dict
+    default: {}
+  logs:
+    description:
+      - Return the last O(logs) lines of each container's log (stdout and stderr) in RV(pods[].containers[].logs).
+      - V(0) returns no logs. Logs are read from running pods only.
+    type: int
+    default: 0
+notes:
+  - The O(root) and O(accelerator) options are accepted for symmetry with the other modules and not used.
+  - Values that come from the guest (container states, logs) are data, never templates. Ansible treats
+    every module result as untrusted, so the module does not mark them itself.
+seealso:
+  - module: hyper.pods.hyper_pod
+"""
+
+EXAMPLES = r"""
+- name: All pods on the host
+  hyper.pods.hyper_pod_info:
+  register: all_pods
+
+- name: Names and states
+  ansible.builtin.debug:
+    msg: "{{ all_pods.pods | items2dict(key_name='name', value_name='state') }}"
+
+- name: One pod with the last 20 lines of each container's log
+  hyper.pods.hyper_pod_info:
+    name: web
+    logs: 20
+  register: web
+
+- name: Fail when it is missing
+  ansible.builtin.assert:
+    that: web.exists
+
+- name: Pods of one tier
+  hyper.pods.hyper_pod_info:
+    labels:
+      tier: frontend
+"""
+
+RETURN = r"""
+exists:
+  description: Whether the pod named in O(name) exists.
+  returned: when O(name) is given
+  type: bool
+  sample: true
+pods:
+  description: The pods, sorted by name; the same shape as RV(hyper.pods.hyper_pod#module:pod).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Pod name (the domain title).
+      type: str
+      sample: web
+    vm_id:
+      description: Name of the libvirt domain.
+      type: str
+      sample: hyper-3f9c2a1b
+    uuid:
+      description: UUID of the libvirt domain.
+      type: str
+      sample: 4b0f3c55-9a32-4f6c-8f0e-1b7d1fd3a2f0
+    state:
+      description: V(running), V(stopped), V(paused), or another libvirt state name.
+      type: str
+      sample: running
+    vcpus:
+      description: Virtual CPUs.
+      type: int
+      sample: 1
+    memory:
+      description: Memory in MiB.
+      type: int
+      sample: 128
+    hostname:
+      description: Host name of the VM.
+      type: str
+      sample: web
+    accelerator:
+      description: V(kvm) or V(tcg).
+      type: str
+      sample: tcg
+    guest_image:
+      description: Name of the guest image; V(null) for an explicit kernel and initrd.
+      type: str
+      sample: default
+    labels:
+      description: Labels of the pod.
+      type: dict
+      sample: {tier: frontend}
+    containers:
+      description: The containers, in order.
+      type: list
+      elements: dict
+      contains:
+        name:
+          description: Container name.
+          type: str
+          sample: httpd
+        image:
+          description: The image as given.
+          type: str
+          sample: docker://busybox:1.36
+        digest:
+          description: Manifest digest of the image in the cache.
+          type: str
+          sample: sha256:7b3ccabffc97de872a30dfd234fd972a66d247c8cfc69b0550f276481852627c
+        restart_policy:
+          description: The container's restart policy.
+          type: str
+          sample: always
+        state:
+          description:
+            - As the guest reports it (V(running), V(starting), V(restarting), V(exited), V(stopped),
+              V(created)); V(stopped) while the VM is off; V(unknown) when the guest agent does not
+              answer; V(missing) when the guest does not know the container.
+          type: str
+          sample: running
+        pid:
+          description: PID of the container's init process in the guest.
+          type: int
+          sample: 212
+        exit_code:
+          description: Exit code of its last run, if it exited.
+          type: int
+          sample: null
+        restarts:
+          description: How often the guest restarted it.
+          type: int
+          sample: 0
+        logs:
+          description: The last O(logs) lines of the container's log.
+          returned: when O(logs) is above 0
+          type: list
+          elements: str
+          sample: ["httpd: listening on 8080"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.ansible_adapter import run_module  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.common_args import with_common_args  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_info import pod_info  # noqa: E402
+
+ARGUMENT_SPEC = with_common_args(
+    {
+        "name": {"type": "str"},
+        "labels": {"type": "dict", "default": {}},
+        "logs": {"type": "int", "default": 0},
+    }
+)
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    run_module(module, pod_info)
+
+
+if __name__ == "__main__":
+    main()
