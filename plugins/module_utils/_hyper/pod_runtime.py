@@ -26,6 +26,8 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Cl
 DEFAULT_WAIT_TIMEOUT = 120
 DEFAULT_STOP_TIMEOUT = 30
 LOG_TAIL_LINES = 20
+# A kernel panic's stack trace is ~25 lines; keep enough to show the panic line above it.
+CONSOLE_TAIL_LINES = 60
 MESSAGE_TAIL_LINES = 10
 # The agent sends no reply to guest-shutdown (it powers the guest off); do not wait long for one.
 SHUTDOWN_CALL_TIMEOUT = 1
@@ -123,8 +125,11 @@ class PodRuntime:
         for key, value in err.details.items():
             # A container's "state" would read like the module's own option in the result.
             details["container_state" if key == "state" else key] = value
-        console = console_tail(console_path(self.root, vm_id))
+        console = console_tail(console_path(self.root, vm_id), CONSOLE_TAIL_LINES)
         details["console_tail"] = console
+        panic = next((line.strip() for line in console if "Kernel panic" in line), None)
+        if panic:
+            what += f"\nthe guest kernel panicked: {panic}"
         failed = container or getattr(err, "container", None)
         log = [str(line) for line in err.details.get("log_tail") or []]
         if failed:

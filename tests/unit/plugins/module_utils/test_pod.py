@@ -447,6 +447,25 @@ def test_agent_that_never_answers_fails_with_the_console_tail(h: Harness) -> Non
     assert h.pods() == [] and os.listdir(h.root / "run") == []
 
 
+def test_a_kernel_panic_is_named_in_the_message(h: Harness) -> None:
+    h.agent.up = False
+    h.client.console_lines = 0
+    original = h.client.start
+
+    def start_and_panic(dom: FakeDomain) -> None:
+        original(dom)
+        with open(dom.console, "w", encoding="utf-8") as handle:
+            handle.write("[    1.4] Kernel panic - not syncing: VFS: Unable to mount root fs\n")
+            handle.writelines(f"[    1.5] trace line {n}\n" for n in range(30))
+        dom.active = False
+
+    h.client.start = start_and_panic  # type: ignore[method-assign]
+    with pytest.raises(PodError) as err:
+        h.run()
+    assert "the guest kernel panicked: [    1.4] Kernel panic - not syncing: VFS: Unable to mount root fs" in err.value.message
+    assert h.pods() == []
+
+
 def test_failure_to_start_the_vm_leaves_nothing(h: Harness) -> None:
     h.client.start_error = LibvirtFailure("starting domain: Cannot access storage file")
     with pytest.raises(PodError, match="starting the VM failed: starting domain: Cannot access storage file"):
