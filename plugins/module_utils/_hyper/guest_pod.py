@@ -49,6 +49,8 @@ LOG_TAIL_LINES = 20
 # status polls: one agent exec costs tens of ms under TCG; no need to ask faster than this.
 POLL_FIRST = 0.05
 POLL_CAP = 0.5
+# How long a container must be seen running, same pid, before it counts as up.
+SETTLE_SECONDS = 0.5
 
 
 class ContainerState(TypedDict):
@@ -233,25 +235,34 @@ class GuestPod:
         except (AgentError, ContainerError):
             return []
 
-    def wait_running(self, names: Sequence[str], timeout: float = WAIT_TIMEOUT) -> dict[str, ContainerState]:
+    def wait_running(self, names: Sequence[str], timeout: float = WAIT_TIMEOUT, settle: float = SETTLE_SECONDS) -> dict[str, ContainerState]:
         """Poll status until every container in ``names`` runs with a pid; return their states.
 
+        A container counts as up once it has been seen running, with the same pid and no
+        restart in between, across at least ``settle`` seconds: a process that exits at once
+        (``sh -c 'exit 3'``) is often still seen running by the first poll.
         A container that exited, was stopped, is restarting (it exited since its start) or was
         never started fails at once with its log tail; one still starting at ``timeout`` too.
         """
         wanted = [check_name(name) for name in dict.fromkeys(names)]
         pending: list[str] = []
         states: dict[str, ContainerState] = {}
+        seen: dict[str, tuple[float, Optional[int], int]] = {}  # name -> (first seen running, pid, restarts)
         for _attempt in polls(timeout, clock=self._clock, sleep=self._sleep, first=POLL_FIRST, cap=POLL_CAP):
             states = self.status()
+            now = self._clock()
             pending = []
             for name in wanted:
                 state = states.get(name)
                 if state is None:
                     raise ContainerError(name, f"is not in {self.agent.name}: write and start it first")
                 if state["status"] == "running" and state["pid"] is not None:
-                    continue
-                if state["status"] not in ("starting", "running"):
+                    first = seen.get(name)
+                    if first is None or first[1:] != (state["pid"], state["restarts"]):
+                        seen[name] = first = (now, state["pid"], state["restarts"])
+                    if now - first[0] >= settle:
+                        continue
+                elif state["status"] not in ("starting", "running"):
                     raise self._not_running(name, state)
                 pending.append(name)
             if not pending:

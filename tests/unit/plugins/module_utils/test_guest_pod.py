@@ -397,15 +397,43 @@ def test_wait_running_polls_until_every_container_has_a_pid(pod: GuestPod, guest
         status_run(web=state("running", 10), db=state("running", None)),  # running, pid not recorded yet
         status_run(web=state("running", 10), db=state("running", 11), other=state("exited", None, 1)),
     )
-    result = pod.wait_running(["web", "db", "web"], timeout=30)
+    result = pod.wait_running(["web", "db", "web"], timeout=30, settle=0)
     assert result == {"web": state("running", 10), "db": state("running", 11)}
     assert guest.argvs == [[HC, "status"]] * 4
 
 
 def test_wait_running_returns_at_once_when_all_run(pod: GuestPod, guest: FakeGuest, clock: FakeClock) -> None:
     guest.run((HC, "status"), status_run(web=state("running", 10, 137, 2)))
-    assert pod.wait_running(["web"], timeout=30) == {"web": state("running", 10, 137, 2)}
+    assert pod.wait_running(["web"], timeout=30, settle=0) == {"web": state("running", 10, 137, 2)}
     assert clock.sleeps == []
+
+
+def test_wait_running_fails_a_container_that_exits_right_after_being_seen_running(pod: GuestPod, guest: FakeGuest) -> None:
+    guest.run(
+        (HC, "status"),
+        status_run(quitter=state("running", 10)),
+        status_run(quitter=state("exited", None, 3)),
+    )
+    guest.run((HC, "logs"), Run(stdout="going away\n"))
+    with pytest.raises(ContainerError, match="container quitter: exited with code 3"):
+        pod.wait_running(["quitter"], timeout=30)
+
+
+def test_wait_running_counts_a_container_up_after_the_settle_time_with_one_pid(pod: GuestPod, guest: FakeGuest, clock: FakeClock) -> None:
+    guest.run((HC, "status"), *[status_run(web=state("running", 10))] * 10)
+    assert pod.wait_running(["web"], timeout=30, settle=0.5) == {"web": state("running", 10)}
+    assert 0.5 <= sum(clock.sleeps) < 1.0
+    assert len(guest.argvs) >= 2
+
+
+def test_wait_running_starts_the_settle_time_again_when_the_pid_changes(pod: GuestPod, guest: FakeGuest, clock: FakeClock) -> None:
+    guest.run(
+        (HC, "status"),
+        status_run(web=state("running", 10)),
+        *[status_run(web=state("running", 12, None, 1))] * 10,
+    )
+    pod.wait_running(["web"], timeout=30, settle=0.5)
+    assert sum(clock.sleeps) >= 0.5 + 0.05
 
 
 @pytest.mark.parametrize(
