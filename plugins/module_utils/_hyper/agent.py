@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
 # Private to the hyper.pods collection: may change without notice. Do not import from outside it.
-"""GuestAgent: the one client for qemu-ga (ping, info, wait_ready, exec, file read/write)."""
+"""GuestAgent: the one client for qemu-ga (ping, info, wait_ready, exec (spawn + wait), file read/write)."""
 
 from __future__ import annotations
 
@@ -196,18 +196,25 @@ class GuestAgent:
 
         ``argv[0]`` is looked up on the agent's PATH. ``env`` replaces the environment (qemu-ga
         passes it as the whole environment). The guest-exec is never re-sent: it may have run.
+        Same as ``wait(spawn(argv), timeout)``, except that ``duration`` counts from the spawn.
         """
         start = self._clock()
-        pid = self._spawn(argv, env=env, stdin=stdin, capture=capture)
-        result = self._wait(pid, timeout, start)
-        if result is not None:
-            return result
-        killed = self._kill(pid)
-        result = self._wait(pid, KILL_GRACE, start) if killed else None
-        how = "killed" if killed else "could not be killed"
-        raise ExecTimeout(f"{self.name}: {argv[0]} (pid {pid}) ran longer than {timeout:g}s and {how}", result, killed)
+        pid = self.spawn(argv, env=env, stdin=stdin, capture=capture)
+        return self._finish(pid, timeout, start, argv[0], kill=True)
 
-    def _spawn(self, argv: Sequence[str], *, env: Optional[Mapping[str, str]], stdin: Optional[bytes], capture: bool) -> int:
+    def spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Optional[Mapping[str, str]] = None,
+        stdin: Optional[bytes] = None,
+        capture: bool = True,
+    ) -> int:
+        """Start ``argv`` in the guest and return its pid at once; collect it with ``wait``.
+
+        Several spawned processes run side by side in the guest; qemu-ga keeps each one's status
+        (and captured output) until a ``wait`` has seen it exit.
+        """
         if not argv or not argv[0]:
             raise SpecError("command", list(argv), "needs at least a program to run")
         arguments: dict[str, Any] = {"path": argv[0], "arg": list(argv[1:]), "capture-output": capture}
@@ -225,6 +232,25 @@ class GuestAgent:
         if not isinstance(pid, int):
             raise AgentError(f"{self.name}: guest-exec of {argv[0]} returned no pid: {reply!r}")
         return pid
+
+    def wait(self, pid: int, timeout: float = EXEC_TIMEOUT, *, what: Optional[str] = None, kill: bool = True) -> ExecResult:
+        """Wait up to ``timeout`` seconds (from now) for a spawned process; ``duration`` counts from now too.
+
+        On timeout it is killed (``kill``; False leaves it running) and ExecTimeout is raised.
+        ``what`` names the process in that message (default ``process``).
+        """
+        return self._finish(pid, timeout, self._clock(), what or "process", kill=kill)
+
+    def _finish(self, pid: int, timeout: float, start: float, what: str, *, kill: bool) -> ExecResult:
+        result = self._wait(pid, timeout, start)
+        if result is not None:
+            return result
+        if not kill:
+            raise ExecTimeout(f"{self.name}: {what} (pid {pid}) ran longer than {timeout:g}s; left running", None, False)
+        killed = self._kill(pid)
+        result = self._wait(pid, KILL_GRACE, start) if killed else None
+        how = "killed" if killed else "could not be killed"
+        raise ExecTimeout(f"{self.name}: {what} (pid {pid}) ran longer than {timeout:g}s and {how}", result, killed)
 
     def _wait(self, pid: int, timeout: float, start: float) -> Optional[ExecResult]:
         """Poll guest-exec-status until the process exits; None when ``timeout`` passes first."""
@@ -256,7 +282,7 @@ class GuestAgent:
     def _kill(self, pid: int) -> bool:
         """SIGKILL ``pid`` with a guest-exec of KILL_ARGV; only that process, not its children."""
         try:
-            kill_pid = self._spawn([*KILL_ARGV, str(pid)], env=None, stdin=None, capture=True)
+            kill_pid = self.spawn([*KILL_ARGV, str(pid)])
             done = self._wait(kill_pid, KILL_GRACE, self._clock())
         except AgentError:
             return False

@@ -16,7 +16,7 @@ import re
 import time
 from typing import Any, Mapping, Optional, Sequence, TypedDict
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import ExecResult, GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import ExecResult, ExecTimeout, GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentCommandError, AgentError, ContainerError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Sleep, polls
 
@@ -144,6 +144,15 @@ def _reason(result: ExecResult) -> str:
     return message or f"hyper-container ended with {how}"
 
 
+def _stop_args(name: str, timeout: Optional[float], verb: str = "stop") -> tuple[list[str], float]:
+    """argv after GUEST_COMMAND for a stop or remove, and how long the guest command may take."""
+    args = [verb, check_name(name)]
+    if timeout is None:
+        return args, MAX_STOP_TIMEOUT + STOP_GRACE
+    seconds = _seconds(timeout, "timeout")
+    return [*args, _seconds_arg(seconds)], seconds + STOP_GRACE
+
+
 class GuestPod:
     """The containers of one pod VM, driven through its guest agent. One request at a time, like the agent."""
 
@@ -158,12 +167,21 @@ class GuestPod:
         try:
             return self.agent.exec(argv, timeout=timeout)
         except AgentCommandError as err:
-            if argv[0] == GUEST_COMMAND and "No such file" in err.desc:
-                raise AgentError(
-                    f"{self.agent.name}: the guest has no {GUEST_COMMAND}; rebuild its image with the hyper.pods.guest_image role ({err.desc})",
-                    err.details,
-                ) from None
-            raise
+            raise self._missing_command(argv, err) from None
+
+    def _spawn(self, argv: Sequence[str]) -> int:
+        try:
+            return self.agent.spawn(argv)
+        except AgentCommandError as err:
+            raise self._missing_command(argv, err) from None
+
+    def _missing_command(self, argv: Sequence[str], err: AgentCommandError) -> AgentError:
+        if argv[0] == GUEST_COMMAND and "No such file" in err.desc:
+            return AgentError(
+                f"{self.agent.name}: the guest has no {GUEST_COMMAND}; rebuild its image with the hyper.pods.guest_image role ({err.desc})",
+                err.details,
+            )
+        return err
 
     def _container_command(self, name: str, *args: str, timeout: float = COMMAND_TIMEOUT) -> str:
         result = self._exec([GUEST_COMMAND, *args], timeout)
@@ -194,22 +212,40 @@ class GuestPod:
 
     def stop(self, name: str, timeout: Optional[float] = None) -> None:
         """Stop signal, up to ``timeout`` seconds (default: the container's stop_timeout), SIGKILL, delete, unmount."""
-        args = ["stop", check_name(name)]
-        exec_timeout = MAX_STOP_TIMEOUT + STOP_GRACE
-        if timeout is not None:
-            seconds = _seconds(timeout, "timeout")
-            args.append(_seconds_arg(seconds))
-            exec_timeout = seconds + STOP_GRACE
+        args, exec_timeout = _stop_args(name, timeout)
         self._container_command(name, *args, timeout=exec_timeout)
+
+    def stop_many(self, items: Sequence[tuple[str, Optional[float]]]) -> None:
+        """Stop several containers at once: ``(name, timeout)`` each, as for ``stop``; the waits overlap.
+
+        Every ``hyper-container stop`` is spawned before any is waited for, so the pod takes its
+        longest timeout, not their sum. Each wait is bounded from its own spawn. Failures are
+        collected: one ContainerError names every container whose stop failed or outlived its
+        bound. An agent that stops answering raises at once (the guest is past saving then).
+        """
+        commands = [(name, *_stop_args(name, timeout)) for name, timeout in items]  # SpecError before any agent call
+        started: list[tuple[str, int, float, float]] = []
+        for name, args, exec_timeout in commands:
+            started.append((name, self._spawn([GUEST_COMMAND, *args]), self._clock(), exec_timeout))
+        failures: dict[str, str] = {}
+        for name, pid, spawned, exec_timeout in started:
+            try:
+                result = self.agent.wait(pid, max(0.0, spawned + exec_timeout - self._clock()), what=f"{GUEST_COMMAND} stop {name}")
+            except ExecTimeout as err:
+                failures[name] = f"stop did not finish in {self.agent.name} within {exec_timeout:g}s" + ("" if err.killed else " (and could not be killed)")
+                continue
+            if result.rc != 0:
+                failures[name] = f"stop failed in {self.agent.name}: {_reason(result)}"
+        if len(failures) == 1:
+            ((name, reason),) = failures.items()
+            raise ContainerError(name, reason)
+        if failures:
+            names = list(failures)
+            raise ContainerError(", ".join(names), "; ".join(f"{name}: {reason}" for name, reason in failures.items()), details={"containers": names})
 
     def remove(self, name: str, timeout: Optional[float] = None) -> bool:
         """Stop the container if needed and delete its directory (writable layer and log too); False when absent."""
-        args = ["remove", check_name(name)]
-        exec_timeout = MAX_STOP_TIMEOUT + STOP_GRACE
-        if timeout is not None:
-            seconds = _seconds(timeout, "timeout")
-            args.append(_seconds_arg(seconds))
-            exec_timeout = seconds + STOP_GRACE
+        args, exec_timeout = _stop_args(name, timeout, "remove")
         return self._container_command(name, *args, timeout=exec_timeout) == "removed"
 
     def status(self) -> dict[str, ContainerState]:
