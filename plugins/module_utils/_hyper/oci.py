@@ -302,7 +302,8 @@ class ImageCache:
         """What tells a changed local source from the one cached; also checks that it exists."""
         if not ref.is_local:
             return None
-        assert ref.path is not None
+        if ref.path is None:  # is_local implies a path; checked for the type checker
+            raise SpecError("image", ref.original, "a local transport needs a path")
         if ref.transport == "oci":
             if not os.path.isfile(os.path.join(ref.path, "index.json")):
                 raise SpecError("image", ref.original, f"{ref.path} is not an OCI image layout (no index.json)")

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright: hyper.pods developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Build a hyper.pods guest image: kernel, initrd and manifest.

@@ -72,8 +72,13 @@ IMAGE: dict[str, Any] = {
 }
 
 
-def config(container: dict[str, Any], image: Optional[dict[str, Any]] = IMAGE, users: UserDb = USERS, **kwargs: Any) -> dict[str, Any]:
-    return runtime_config(BASE, container, hostname="web-1", image_config=image, users=users, **kwargs)
+_DEFAULT: Any = object()  # the IMAGE/USERS tables below; None means "no image config"
+
+
+def config(container: dict[str, Any], image: Any = _DEFAULT, users: Any = _DEFAULT, **kwargs: Any) -> dict[str, Any]:
+    return runtime_config(
+        BASE, container, hostname="web-1", image_config=IMAGE if image is _DEFAULT else image, users=USERS if users is _DEFAULT else users, **kwargs
+    )
 
 
 # --- argv: Docker's entrypoint/command rules ------------------------------------------------------
@@ -311,7 +316,7 @@ def test_unpack_and_disk(pulled: tuple[ImageCache, Any], tmp_path: Any) -> None:
     assert disk == os.path.join(cache.cache_dir, "disks", image.hex + ".img")
     assert os.stat(disk).st_mode & 0o777 == 0o444
     assert build_disk(path, runner=Refuse()) == disk
-    fsck = subprocess.run(["e2fsck", "-fn", disk], capture_output=True, text=True)
+    fsck = subprocess.run(["e2fsck", "-fn", disk], check=False, capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     header = subprocess.run(["dumpe2fs", "-h", disk], check=True, capture_output=True, text=True).stdout
     assert "has_journal" not in header and f"hyper-{image.hex[:10]}" in header
@@ -342,7 +347,7 @@ def test_concurrent_unpack_and_disk(pulled: tuple[ImageCache, Any]) -> None:
         bundle = unpack(cache, image)
         results.append((bundle, build_disk(bundle)))
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
+    threads = [threading.Thread(target=work) for _thread in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:

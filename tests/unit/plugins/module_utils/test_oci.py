@@ -319,7 +319,7 @@ def test_concurrent_pulls_share_one_entry(tiny: str, tmp_path: Any) -> None:
         except BaseException as err:  # pragma: no cover - reported below
             errors.append(err)
 
-    threads = [threading.Thread(target=pull) for _ in range(4)]
+    threads = [threading.Thread(target=pull) for _thread in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
