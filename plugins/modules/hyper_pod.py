@@ -139,6 +139,14 @@ options:
           - Environment variables, names to strings, over the image's C(Env).
           - Values must be strings; quote numbers and booleans (or use the P(ansible.builtin.string#filter)
             filter), so that C(true) does not silently become C(True).
+          - The values may be secrets, so this option is C(no_log). Ansible hides every value given here
+            wherever it occurs in the module's result, messages and logs (C(********) inside a longer text).
+            The diff shows every env value, stored ones included, as C(********), and a value that changes
+            as V(******** (changed\)).
+          - Because Ansible hides a value wherever it occurs, a short or common value (V(1), V(true),
+            V(8080)) is also hidden inside unrelated text of the result, such as RV(pod.vm_id).
+          - The values are stored in clear in the libvirt domain's metadata and in the container's
+            C(config.json) in the guest.
         type: dict
       workdir:
         description:
@@ -396,7 +404,8 @@ CONTAINER_OPTIONS = {
     "command": {"type": "list", "elements": "str"},
     "entrypoint": {"type": "list", "elements": "str"},
     # A dict keeps its values as given, so the library can refuse a non-string with a clear message.
-    "env": {"type": "dict"},
+    # no_log: env carries secrets; Ansible then masks every value everywhere in the result.
+    "env": {"type": "dict", "no_log": True},
     "workdir": {"type": "str"},
     "user": {"type": "str"},
     "restart_policy": {"type": "str", "choices": ["never", "on-failure", "always"], "default": "never"},

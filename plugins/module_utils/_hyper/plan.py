@@ -113,3 +113,24 @@ def plan_pod(
     before = _view(current.spec, RUNNING if current.running else STOPPED)
     after = _view(merged, RUNNING if run_after else STOPPED)
     return Plan(actions, before, after, bool(actions), differences)
+
+
+# env values are secrets (the module declares env no_log). Ansible masks only this run's values, so
+# the stored ones in ``before`` (a secret being replaced, a pod being removed) would show in clear.
+MASK = "********"
+MASK_CHANGED = "******** (changed)"
+
+
+def masked_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The diff with every container env value masked; an after value that differs says so, without showing either."""
+    old_env = {str(c.get("name")): dict(c.get("env") or {}) for c in before.get("containers") or [] if isinstance(c, Mapping)}
+
+    def masked(view: Mapping[str, Any], compare: bool) -> dict[str, Any]:
+        out = copy.deepcopy(dict(view))
+        for container in out.get("containers") or []:
+            if isinstance(container, dict) and isinstance(container.get("env"), Mapping):
+                old = old_env.get(str(container.get("name")), {})
+                container["env"] = {key: MASK_CHANGED if compare and key in old and old[key] != value else MASK for key, value in container["env"].items()}
+        return out
+
+    return {"before": masked(before, False), "after": masked(after, True)}

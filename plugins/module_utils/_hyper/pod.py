@@ -16,7 +16,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.host import DEFA
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.image import GuestImage, resolve_image
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import DEFAULT_URI, Domain, LibvirtClient
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.oci import DEFAULT_PULL_POLICY, check_pull_policy
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.plan import Plan, plan_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.plan import Plan, masked_diff, plan_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_info import pod_view, predicted_view
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_runtime import DEFAULT_STOP_TIMEOUT, DEFAULT_WAIT_TIMEOUT, PodDeps, PodRuntime
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_vm import (
@@ -80,7 +80,7 @@ def ensure_pod(params: Mapping[str, Any], check_mode: bool, diff: bool = False, 
 
         result: dict[str, Any] = {"changed": plan.changed, "actions": list(plan.actions)}
         if diff:
-            result["diff"] = {"before": plan.before, "after": plan.after}
+            result["diff"] = masked_diff(plan.before, plan.after)
         if check_mode or not plan.changed:
             result["pod"] = pod_view(client, found, deps) if found and not plan.changed else predicted_view(plan, current)
             return result

@@ -10,7 +10,7 @@ from typing import Any, Optional
 import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.plan import CurrentPod, plan_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.plan import MASK, MASK_CHANGED, CurrentPod, masked_diff, plan_pod
 
 STORED: dict[str, Any] = {
     "name": "pod1",
@@ -132,3 +132,55 @@ def test_unknown_state_and_fields_are_refused() -> None:
         plan_pod(desired(), ALL, None, "running")
     with pytest.raises(ValueError, match="unknown fields"):
         plan_pod(desired(), frozenset({"colour"}), None, "started")
+
+
+# -- masked_diff: env values are secrets ------------------------------------------------------------
+
+
+def _pod(env: Optional[dict[str, str]], state: str = "running", name: str = "web") -> dict[str, Any]:
+    return {"name": "pod1", "state": state, "containers": [{"name": name, "image": "busybox", "env": env}]}
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "want_before", "want_after"),
+    [
+        # create: nothing before
+        ({"state": "absent"}, _pod({"TOKEN": "s3cr3t"}), None, {"TOKEN": MASK}),
+        # remove: the stored values are in no_log of nobody; masked all the same
+        (_pod({"TOKEN": "old"}), {"state": "absent"}, {"TOKEN": MASK}, None),
+        # unchanged value, changed value, new key, removed key
+        (
+            _pod({"SAME": "a", "ROTATED": "old", "GONE": "x"}),
+            _pod({"SAME": "a", "ROTATED": "new", "ADDED": "y"}),
+            {"SAME": MASK, "ROTATED": MASK, "GONE": MASK},
+            {"SAME": MASK, "ROTATED": MASK_CHANGED, "ADDED": MASK},
+        ),
+        # a container renamed is another container: nothing to compare with
+        (_pod({"T": "a"}, name="old"), _pod({"T": "b"}, name="new"), {"T": MASK}, {"T": MASK}),
+        # no env at all stays as it is
+        (_pod(None), _pod({}), "keep", "keep"),
+    ],
+)
+def test_masked_diff_hides_every_env_value(before: dict[str, Any], after: dict[str, Any], want_before: Any, want_after: Any) -> None:
+    original = copy.deepcopy((before, after))
+    diff = masked_diff(before, after)
+    for side, want, source in (("before", want_before, before), ("after", want_after, after)):
+        got = diff[side]
+        if want is None:
+            assert got == source
+        elif want == "keep":
+            assert got["containers"][0]["env"] == source["containers"][0]["env"]
+        else:
+            assert got["containers"][0]["env"] == want
+            assert {k: v for k, v in got.items() if k != "containers"} == {k: v for k, v in source.items() if k != "containers"}
+    assert (before, after) == original  # the plan's own views are untouched (after is what gets stored)
+
+
+def test_masked_diff_of_a_real_plan_keeps_everything_but_the_values() -> None:
+    old = current(containers=[{"name": "web", "image": "busybox", "digest": "sha256:1", "env": {"TOKEN": "old-secret"}}])
+    plan = plan_pod(desired(containers=[{"name": "web", "image": "busybox", "digest": "sha256:1", "env": {"TOKEN": "new-secret"}}]), ALL, old, "started")
+    assert plan.actions == ["recreate", "start"]
+    diff = masked_diff(plan.before, plan.after)
+    assert "secret" not in repr(diff)
+    assert diff["after"]["containers"][0] == {"name": "web", "image": "busybox", "digest": "sha256:1", "env": {"TOKEN": MASK_CHANGED}}
+    assert plan.after["containers"][0]["env"] == {"TOKEN": "new-secret"}

@@ -342,6 +342,19 @@ def test_options_not_given_are_not_compared(h: Harness) -> None:
     assert (result["changed"], result["pod"]["memory"], result["pod"]["labels"]) == (False, 256, {"a": "1"})
 
 
+def test_env_values_never_reach_the_diff(h: Harness) -> None:
+    web = {**WEB, "env": {"TOKEN": "first-secret", "MODE": "quiet"}}
+    created = h.run(containers=[web, SLEEPER])
+    assert created["diff"]["after"]["containers"][0]["env"] == {"TOKEN": "********", "MODE": "********"}
+    rotated = h.run(containers=[{**web, "env": {"TOKEN": "second-secret", "MODE": "quiet"}}, SLEEPER])
+    assert rotated["actions"] == ["recreate", "start"]
+    assert rotated["diff"]["before"]["containers"][0]["env"] == {"TOKEN": "********", "MODE": "********"}
+    assert rotated["diff"]["after"]["containers"][0]["env"] == {"TOKEN": "******** (changed)", "MODE": "********"}
+    assert h.pods()[0].meta["spec"]["containers"][0]["env"]["TOKEN"] == "second-secret"  # only the output is masked
+    removed = h.run(state="absent", containers=None)  # no env given: Ansible's no_log could not mask these
+    assert "secret" not in json.dumps([created, rotated, removed])
+
+
 def test_labels_are_updated_in_place(h: Harness) -> None:
     h.run(labels={"team": "a"})
     dom = h.pods()[0]
