@@ -205,7 +205,8 @@ options:
     default: false
   stop_timeout:
     description:
-      - Seconds for stopping the pod gracefully (containers, then the guest) before the VM is powered off.
+      - Seconds for stopping the pod's containers gracefully before the VM is powered off. All containers
+        stop at once, each within the lesser of its own O(containers[].stop_timeout) and this.
     type: int
     default: 30
 notes:
@@ -250,7 +251,7 @@ EXAMPLES = r"""
         image: busybox
         command: [sleep, infinity]
 
-- name: Stop the pod (containers get their stop signal, then the guest shuts down)
+- name: Stop the pod (containers get their stop signal, all at once, then the VM is powered off)
   hyper.pods.hyper_pod:
     name: web
     state: stopped

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
 # Private to the hyper.pods collection: may change without notice. Do not import from outside it.
-"""PodRuntime: boot a pod's VM and hand its containers to the guest; stop it gracefully.
+"""PodRuntime: boot a pod's VM and hand its containers to the guest; stop its containers, then the VM.
 
 Everything that needs libvirt, the guest agent and the guest's ``hyper-container`` goes through
 here, with its collaborators injected so the engine can be tested without VMs.
@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import AgentTransport, GuestAgent, LibvirtAgentTransport
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ContainerError, HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_check import console_path, console_tail
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_pod import GuestPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import Domain, LibvirtClient
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_images import PodImages, PreparedContainer
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Deadline, Sleep, polls
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Deadline, Sleep
 
 DEFAULT_WAIT_TIMEOUT = 120
 DEFAULT_STOP_TIMEOUT = 30
@@ -29,8 +29,10 @@ LOG_TAIL_LINES = 20
 # A kernel panic's stack trace is ~25 lines; keep enough to show the panic line above it.
 CONSOLE_TAIL_LINES = 60
 MESSAGE_TAIL_LINES = 10
-# The agent sends no reply to guest-shutdown (it powers the guest off); do not wait long for one.
-SHUTDOWN_CALL_TIMEOUT = 1
+# After the containers stopped: flush the guest's page cache before the VM is destroyed. Nothing
+# needs it today (see stop()); it must not hold up a stop, so it is short and never killed.
+SYNC_ARGV: tuple[str, ...] = ("sync",)
+SYNC_TIMEOUT = 3.0
 
 
 class GuestPodApi(Protocol):
@@ -41,6 +43,8 @@ class GuestPodApi(Protocol):
     def start(self, name: str) -> Any: ...
 
     def stop(self, name: str, timeout: float) -> Any: ...
+
+    def stop_many(self, items: Sequence[tuple[str, Optional[float]]]) -> Any: ...
 
     def status(self) -> Mapping[str, Any]: ...
 
@@ -147,10 +151,16 @@ class PodRuntime:
     # -- stop --------------------------------------------------------------------------------
 
     def stop(self, dom: Domain, vm_id: str, containers: Sequence[Mapping[str, Any]], timeout: float) -> None:
-        """Stop each container (its stop_signal, then SIGKILL after its stop_timeout), power the guest off, wait.
+        """Stop all containers at once (each its stop_signal, then SIGKILL after its stop_timeout), sync, destroy.
 
-        The whole graceful part is bounded by ``timeout``; whatever still runs then is destroyed. A
-        guest whose agent does not answer is destroyed at once.
+        The containers get ``min(their stop_timeout, timeout)``, in parallel. A guest whose agent
+        does not answer is destroyed at once.
+
+        There is no guest-shutdown: once the containers are stopped the guest holds nothing a clean
+        shutdown would save. Its root is a tmpfs rebuilt at every boot, /run/hyper (container state,
+        writable layers) is a tmpfs the host rewrites at the next start, and the image disks are
+        read-only. An orderly poweroff only cost time (~5 s under TCG). The ``sync`` is what will
+        keep the data of writable volumes once pods have them; until then it is nearly free.
         """
         if not self.client.is_active(dom):
             return
@@ -160,20 +170,17 @@ class PodRuntime:
             agent = self.agent(dom, vm_id)
             agent.ping()
             guest = self.make_guest_pod(agent)
-            for container in containers:
-                if deadline.expired:
-                    break
-                guest.stop(str(container["name"]), min(float(container.get("stop_timeout", 10)), deadline.remaining))
+            if containers and not deadline.expired:
+                budget = deadline.remaining
+                with contextlib.suppress(ContainerError):
+                    # One container that would not stop is no reason to skip the sync for the others.
+                    guest.stop_many([(str(c["name"]), min(float(c.get("stop_timeout", 10)), budget)) for c in containers])
             self.timings["containers_stopped"] = round(self.clock() - started, 3)
             with contextlib.suppress(HyperError):
-                # qemu-ga powers the guest off without answering; a timeout here is the normal case.
-                agent.command("guest-shutdown", {"mode": "powerdown"}, timeout=SHUTDOWN_CALL_TIMEOUT)
-            for _attempt in polls(deadline.remaining, clock=self.clock, sleep=self.sleep, first=0.05, cap=0.5):
-                if not self.client.is_active(dom):
-                    self.timings["powered_off"] = round(self.clock() - started, 3)
-                    return
+                agent.wait(agent.spawn(SYNC_ARGV), SYNC_TIMEOUT, what="sync", kill=False)
+                self.timings["synced"] = round(self.clock() - started, 3)
         except HyperError:
-            pass  # the agent is gone or a container would not stop: power off below
+            pass  # the agent is gone: power off all the same
         self.client.destroy(dom)
         self.timings["destroyed"] = round(self.clock() - started, 3)
 

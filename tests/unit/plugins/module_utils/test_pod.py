@@ -122,7 +122,7 @@ class FakeClient:
 
 
 class FakeTransport:
-    """qemu-ga as far as the engine uses it directly: ping, and shutdown (which powers the domain off)."""
+    """qemu-ga as far as the engine uses it directly: ping, and guest-exec of sync (recorded in ``execs``)."""
 
     def __init__(self, dom: FakeDomain, agent: FakeAgentState) -> None:
         self.dom = dom
@@ -135,18 +135,21 @@ class FakeTransport:
             raise DomainNotRunning("domain is not running")
         if not self.state.up:
             raise AgentTimeout("guest agent is not available for now")
-        if request["execute"] == "guest-shutdown":
-            if self.state.shutdown_works:
-                self.dom.active = False
-            raise AgentTimeout("no reply to guest-shutdown")
+        if request["execute"] == "guest-exec":
+            args = request["arguments"]
+            self.state.execs.append([args["path"], *args["arg"]])
+            return json.dumps({"return": {"pid": 500 + len(self.state.execs)}})
+        if request["execute"] == "guest-exec-status":
+            return json.dumps({"return": {"exited": self.state.sync_works, "exitcode": 0}})
         return json.dumps({"return": {}})
 
 
 class FakeAgentState:
     def __init__(self) -> None:
         self.up = True
-        self.shutdown_works = True
+        self.sync_works = True
         self.requests: list[str] = []
+        self.execs: list[list[str]] = []
 
 
 class FakeGuestPod:
@@ -175,6 +178,12 @@ class FakeGuestPod:
         self.calls.append(f"stop {name} {timeout:g}")
         self._maybe_fail(f"stop {name}")
         self.guest[name] = {"status": "stopped", "pid": None, "exit_code": 143, "restarts": 0}
+
+    def stop_many(self, items: Sequence[tuple[str, Optional[float]]]) -> None:
+        self.calls.append("stop_many " + ", ".join(f"{name} {timeout:g}" for name, timeout in items if timeout is not None))
+        self._maybe_fail("stop_many")
+        for name, _timeout in items:
+            self.guest[name] = {"status": "stopped", "pid": None, "exit_code": 137, "restarts": 0}
 
     def status(self) -> dict[str, dict[str, Any]]:
         self._maybe_fail("status")
@@ -333,7 +342,7 @@ def test_memory_change_recreates_with_a_diff(h: Harness) -> None:
     assert result["diff"]["before"]["memory"] == 128 and result["diff"]["after"]["memory"] == 256
     assert result["pod"]["vm_id"] == new.vm_name
     # The old VM was stopped gracefully before it went.
-    assert "stop web 5" not in h.calls and "stop web 10" in h.calls and "stop sleeper 5" in h.calls
+    assert "stop_many web 10, sleeper 5" in h.calls
 
 
 def test_options_not_given_are_not_compared(h: Harness) -> None:
@@ -370,10 +379,14 @@ def test_stop_then_start(h: Harness) -> None:
     h.calls.clear()
     stopped = h.run(state="stopped")
     assert stopped["actions"] == ["stop"]
-    assert h.calls[-2:] == ["stop web 10", "stop sleeper 5"]
-    assert "guest-shutdown" in h.agent.requests
+    # All containers in one stop_many (the guest stops them in parallel), then sync, then destroy.
+    assert h.calls[-1] == "stop_many web 10, sleeper 5"
+    assert not any(c.startswith("stop ") for c in h.calls)
+    assert h.agent.execs == [["sync"]]
+    assert "guest-shutdown" not in h.agent.requests
     assert not dom.active and dom.defined
-    assert f"destroy {dom.vm_name}" not in h.client.log  # it powered off by itself
+    assert h.client.log[-1] == f"destroy {dom.vm_name}"
+    assert list(stopped["timings"]) == ["containers_stopped", "synced", "destroyed"]
     assert stopped["pod"]["state"] == "stopped"
     assert [c["state"] for c in stopped["pod"]["containers"]] == ["stopped", "stopped"]
     assert h.run(state="stopped")["changed"] is False
@@ -384,13 +397,40 @@ def test_stop_then_start(h: Harness) -> None:
     assert h.pods() == [dom] and dom.active
 
 
-def test_stop_destroys_a_guest_that_does_not_power_off(h: Harness) -> None:
+def test_the_pod_stop_timeout_caps_each_container_stop_timeout(h: Harness) -> None:
+    h.run()
+    h.run(state="stopped", stop_timeout=3)
+    assert h.calls[-1] == "stop_many web 3, sleeper 3"
+
+
+def test_a_sync_that_hangs_does_not_hold_up_the_stop(h: Harness) -> None:
     h.run()
     dom = h.pods()[0]
-    h.agent.shutdown_works = False
-    h.run(state="stopped", stop_timeout=3)
-    assert not dom.active and f"destroy {dom.vm_name}" in h.client.log
-    assert h.calls[-2:] == ["stop web 3", "stop sleeper 3"]  # the pod's budget caps each container's
+    h.agent.sync_works = False
+    before = h.clock.now
+    result = h.run(state="stopped")
+    assert not dom.active and h.client.log[-1] == f"destroy {dom.vm_name}"
+    assert h.agent.execs == [["sync"]]  # not killed: a sync in D state would not die anyway
+    assert "synced" not in result["timings"]
+    assert h.clock.now - before == pytest.approx(3.0)  # SYNC_TIMEOUT
+
+
+def test_a_container_that_will_not_stop_still_gets_sync_and_destroy(h: Harness) -> None:
+    h.run()
+    dom = h.pods()[0]
+    h.fail["stop_many"] = ContainerError("web", "stop failed in the VM: crun kill: no such process")
+    result = h.run(state="stopped")
+    assert result["changed"] is True and not dom.active
+    assert h.agent.execs == [["sync"]]  # the containers that did stop keep what they wrote
+    assert h.client.log[-1] == f"destroy {dom.vm_name}"
+
+
+def test_an_agent_lost_during_the_stop_means_destroy_without_sync(h: Harness) -> None:
+    h.run()
+    dom = h.pods()[0]
+    h.fail["stop_many"] = AgentTimeout("hyper-x: guest agent is not available for now")
+    h.run(state="stopped")
+    assert h.agent.execs == [] and h.client.log[-1] == f"destroy {dom.vm_name}"
 
 
 def test_stop_destroys_when_the_agent_is_gone(h: Harness) -> None:
@@ -399,7 +439,7 @@ def test_stop_destroys_when_the_agent_is_gone(h: Harness) -> None:
     h.agent.up = False
     h.run(state="stopped")
     assert not dom.active and f"destroy {dom.vm_name}" in h.client.log
-    assert not any(c.startswith("stop ") for c in h.calls)
+    assert not any(c.startswith("stop") for c in h.calls)
 
 
 def test_restarted_restarts_every_time(h: Harness) -> None:
