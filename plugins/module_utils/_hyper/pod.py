@@ -133,7 +133,8 @@ def _apply(
             discard_vm(client, dom, root, vm_id)
             raise
         return dom
-    assert found is not None
+    if found is None:  # a plan without a new VM always has a current pod; say so if it ever has not
+        raise HyperError(f"pod {spec['name']}: the plan {actions} needs an existing VM, and there is none")
     dom, vm_id = found.dom, found.current.vm_id
     if "update_labels" in actions:
         client.set_metadata(dom, stored_metadata(spec))

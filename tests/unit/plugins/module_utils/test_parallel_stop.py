@@ -179,7 +179,7 @@ def test_stop_many_spawns_every_stop_before_waiting_for_any(pod: GuestPod, guest
     guest.behaviour = stops({"web": (10.0, 0, ""), "sleeper": (10.0, 0, ""), "db": (2.5, 0, "")})
     start = clock.now
     pod.stop_many([("web", 10), ("sleeper", 10), ("db", None)])
-    kinds = [kind for kind, _ in guest.events]
+    kinds = [kind for kind, _argv in guest.events]
     assert kinds[:3] == ["spawn"] * 3 and "spawn" not in kinds[3:]
     assert guest.spawned() == [[HC, "stop", "web", "10"], [HC, "stop", "sleeper", "10"], [HC, "stop", "db"]]
     assert {pid for kind, pid in guest.events if kind == "status"} == {200, 201, 202}  # every one collected
