@@ -426,6 +426,14 @@ def test_wait_running_counts_a_container_up_after_the_settle_time_with_one_pid(p
     assert len(guest.argvs) >= 2
 
 
+def test_wait_running_looks_again_when_the_settle_time_is_up(pod: GuestPod, guest: FakeGuest, clock: FakeClock) -> None:
+    # Backoff while starting; once running, one sleep to the end of the settle time, not past it.
+    guest.run((HC, "status"), status_run(web=state("starting")), *[status_run(web=state("running", 10))] * 3)
+    assert pod.wait_running(["web"], timeout=30, settle=0.5) == {"web": state("running", 10)}
+    assert clock.sleeps == [pytest.approx(0.05), pytest.approx(0.5)]
+    assert len(guest.argvs) == 3
+
+
 def test_wait_running_starts_the_settle_time_again_when_the_pid_changes(pod: GuestPod, guest: FakeGuest, clock: FakeClock) -> None:
     guest.run(
         (HC, "status"),
