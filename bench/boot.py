@@ -16,72 +16,26 @@ Every domain it starts is named bench-* and destroyed, also on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import base64
-import contextlib
 import functools
 import json
 import os
 import secrets
-import signal
-import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
-from types import FrameType
-from typing import Any, Callable, Optional
-from xml.sax.saxutils import escape as xml_escape
-from xml.sax.saxutils import quoteattr
+from typing import Callable, Optional
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
+from _common import REPO, Sample, Tracker, console_path, load_average, median, remove, run_baseline, sigterm_interrupts
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import GuestAgent, LibvirtAgentTransport  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.domain_xml import DomainSpec, render_domain_xml  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.host import resolve_accelerator  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.image import GuestImage, load_image  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import LibvirtClient, import_libvirt  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import GuestAgent, LibvirtAgentTransport
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.domain_xml import DomainSpec, render_domain_xml
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host import resolve_accelerator
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.image import GuestImage, load_image
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import LibvirtClient
 
 PREFIX = "bench-"
 BOOT_TIMEOUT = 180.0
 EXEC_TIMEOUT = 60.0
-# The baseline polls like a typical hand-written loop: a fixed sleep between attempts.
-BASELINE_SLEEP = 0.05
-BASELINE_CALL_TIMEOUT = 5
-
-
-@dataclass
-class Sample:
-    create: float  # createXML call (libvirt prepares and starts QEMU)
-    ping: float  # create → first answered guest-ping
-    exec: float  # create → guest-exec of the command finished
-
-
-class Tracker:
-    """Remembers every domain this run started, so that all of them are destroyed whatever happens."""
-
-    def __init__(self, client: LibvirtClient) -> None:
-        self.client = client
-        self.names: set[str] = set()
-
-    def cleanup(self) -> None:
-        for name in sorted(self.names):
-            try:
-                self.client.destroy(self.client.lookup(name))
-            except Exception as err:
-                if "not found" not in str(err).lower():
-                    print(f"warning: could not destroy {name}: {err}", file=sys.stderr)
-        self.names.clear()
-
-
-def console_path(root: str, name: str) -> str:
-    return os.path.join(root, "run", f"{name}.console.log")
-
-
-def remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
 
 
 def run_ours(tracker: Tracker, root: str, image: GuestImage, accelerator: str, memory: int, command: list[str]) -> Sample:
@@ -116,67 +70,6 @@ def run_ours(tracker: Tracker, root: str, image: GuestImage, accelerator: str, m
     finally:
         tracker.cleanup()
         remove(console)
-
-
-def baseline_xml(name: str, image: GuestImage, memory: int, console: str) -> str:
-    # Hand-written, minimal, libvirt defaults for everything else (as a first attempt would look).
-    return f"""<domain type='qemu'>
-  <name>{xml_escape(name)}</name>
-  <memory unit='MiB'>{memory}</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64'>hvm</type>
-    <kernel>{xml_escape(image.kernel)}</kernel>
-    <initrd>{xml_escape(image.initrd)}</initrd>
-    <cmdline>{xml_escape(image.kernel_args)}</cmdline>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <serial type='file'><source path={quoteattr(console)}/></serial>
-    <channel type='unix'><target type='virtio' name={quoteattr(image.agent_channel)}/></channel>
-  </devices>
-</domain>
-"""
-
-
-def run_baseline(tracker: Tracker, root: str, image: GuestImage, memory: int, command: list[str]) -> Sample:
-    libvirt, libvirt_qemu = import_libvirt()
-    conn = libvirt.open(tracker.client.uri)
-    name = PREFIX + "raw-" + secrets.token_hex(4)
-    console = console_path(root, name)
-
-    def agent(request: dict[str, Any]) -> Any:
-        return json.loads(libvirt_qemu.qemuAgentCommand(dom, json.dumps(request), BASELINE_CALL_TIMEOUT, 0))["return"]
-
-    tracker.names.add(name)
-    try:
-        start = time.monotonic()
-        dom = conn.createXML(baseline_xml(name, image, memory, console), 0)
-        created = time.monotonic() - start
-        while True:
-            try:
-                agent({"execute": "guest-ping"})
-                break
-            except libvirt.libvirtError:
-                if time.monotonic() - start > BOOT_TIMEOUT:
-                    raise
-                time.sleep(BASELINE_SLEEP)
-        pinged = time.monotonic() - start
-        arguments = {"path": command[0], "arg": command[1:], "capture-output": True}
-        pid = agent({"execute": "guest-exec", "arguments": arguments})["pid"]
-        while True:
-            status = agent({"execute": "guest-exec-status", "arguments": {"pid": pid}})
-            if status["exited"]:
-                break
-            time.sleep(BASELINE_SLEEP)
-        executed = time.monotonic() - start
-        if status.get("exitcode") != 0:
-            raise RuntimeError(f"{name}: {command} exited {status.get('exitcode')}: {base64.b64decode(status.get('err-data', ''))!r}")
-        return Sample(created, pinged, executed)
-    finally:
-        tracker.cleanup()
-        remove(console)
-        conn.close()
 
 
 def build_images(compressions: list[str], root: str) -> list[str]:
@@ -214,23 +107,23 @@ def build_images(compressions: list[str], root: str) -> list[str]:
     return names
 
 
-def median(samples: list[Sample], field: str) -> float:
-    return float(statistics.median(getattr(s, field) for s in samples))
+def field_median(samples: list[Sample], field: str) -> float:
+    return median(getattr(s, field) for s in samples)
 
 
 def print_table(rows: list[tuple[str, int, list[Sample], list[Sample]]], runs: int) -> None:
     header = (
         f"{'image':<14} {'initrd':>8} | {'create ours':>11} {'base':>6} | {'ping ours':>9} {'base':>6} {'ratio':>5} | {'exec ours':>9} {'base':>6} {'ratio':>5}"
     )
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    load = load_average()
     print(f"\nmedians of {runs} runs, seconds from createXML; ratio = ours / baseline (lower is better); load average now {load}")
     print(header)
     print("-" * len(header))
     for name, size, ours, base in rows:
         cells = [f"{name:<14} {size / 1e6:>7.1f}M"]
-        cells.append(f"{median(ours, 'create'):>11.3f} {median(base, 'create'):>6.3f}")
+        cells.append(f"{field_median(ours, 'create'):>11.3f} {field_median(base, 'create'):>6.3f}")
         for field in ("ping", "exec"):
-            o, b = median(ours, field), median(base, field)
+            o, b = field_median(ours, field), field_median(base, field)
             cells.append(f"{o:>9.3f} {b:>6.3f} {o / b:>5.2f}")
         print(" | ".join(cells))
 
@@ -259,10 +152,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     command = args.command.split()
     os.makedirs(os.path.join(args.root, "run"), exist_ok=True)
 
-    def interrupted(signum: int, _frame: Optional[FrameType]) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupted)
+    sigterm_interrupts()
     rows = []
     with LibvirtClient.open(args.uri) as client:
         tracker = Tracker(client)
