@@ -1,6 +1,7 @@
 # Task runner behind the README's commands. Run scripts/bootstrap.sh once first.
 #   make demo         set up this machine as a hyper host, build the guest image, run the demo
 #   make test         everything CI runs: lint, sanity, unit and integration tests
+#   make bench        the boot and pod-start benchmarks (figures, not tests)
 #   make integration TARGETS=guest_image   one integration target
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -63,7 +64,8 @@ integration: testroot
 	cd $(TESTROOT) && $(BIN)/ansible-test integration --local --python 3.11 --allow-destructive --allow-root --color no -v $(TARGETS)
 
 bench: collection
-	$(PYTHON) bench/boot.py
+	$(PYTHON) bench/boot.py --images default
+	$(PYTHON) bench/pod_start.py
 
 clean:
 	rm -rf .build tests/output
