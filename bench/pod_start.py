@@ -206,7 +206,7 @@ def probe_deps(probe: Probe) -> PodDeps:
 def guest_wall(text: str) -> float:
     """Seconds since the epoch of busybox ``stat -c %y`` (``2026-11-28 19:11:38.123456789 +0000``)."""
     day, clock, _zone = text.split()
-    whole, _, frac = clock.partition(".")
+    whole, _dot, frac = clock.partition(".")
     moment = datetime.strptime(f"{day} {whole}", "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
     return moment.timestamp() + float("0." + (frac or "0"))
 

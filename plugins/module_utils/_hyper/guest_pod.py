@@ -237,7 +237,7 @@ class GuestPod:
             if result.rc != 0:
                 failures[name] = f"stop failed in {self.agent.name}: {_reason(result)}"
         if len(failures) == 1:
-            ((name, reason),) = failures.items()
+            name, reason = next(iter(failures.items()))
             raise ContainerError(name, reason)
         if failures:
             names = list(failures)
