@@ -12,6 +12,7 @@ shell string built from user input: a fixed ``sh -c`` wrapper takes its file nam
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import secrets
 import shlex
@@ -51,6 +52,10 @@ SIGNAL_BASE = 128
 MAX_SIGNAL = 64
 # The pid file holds a number; anything bigger is not ours.
 PID_FILE_LIMIT = 64
+# Bounds the read of a container's config.json (environment lookup).
+CONFIG_LIMIT = 1024 * 1024
+# Text in crun's own errors when it cannot reach the container (then one crun state tells why).
+CRUN_ERROR_HINTS: tuple[bytes, ...] = (b"/run/crun/", b"crun:", b"running")
 USER_PATTERN = re.compile(r"[0-9]+(:[0-9]+)?")
 ENV_NAME_PATTERN = re.compile(r"[^=\x00]+")
 
@@ -176,6 +181,10 @@ def run_in_container(
     if stdin is not None and not isinstance(stdin, bytes):
         raise SpecError("stdin", type(stdin).__name__, "must be bytes")
     files = _TempFiles(agent)
+    crun_exec_argv(container, argv, env=env, cwd=cwd, user=user)  # SpecError before any agent call
+    if env:
+        # crun exec --env replaces the process environment (PATH included); docker exec adds to it.
+        env = {**container_env(agent, container), **env}
     command = crun_exec_argv(container, argv, env=env, cwd=cwd, user=user, pid_file=files.pid)
     stdin_file = stdin is not None and len(stdin) > MAX_REQUEST_DATA
     cleanup = large_output or stdin_file
@@ -206,7 +215,7 @@ def run_in_container(
         if large_output:
             stdout = _read_optional(agent, files.stdout)
             stderr = _read_optional(agent, files.stderr)
-        if not timed_out and rc is not None and rc != 0 and b"crun: " in stderr:
+        if not timed_out and rc is not None and rc != 0 and any(hint in stderr for hint in CRUN_ERROR_HINTS):
             _check_container(agent, container)
     finally:
         if cleanup:
@@ -242,6 +251,27 @@ def _read_optional(agent: GuestAgent, path: str) -> bytes:
         if "No such file" in str(err) or "not found" in str(err):
             return b""
         raise
+
+
+def container_env(agent: GuestAgent, container: str) -> dict[str, str]:
+    """The container's environment from its config.json in the guest (``process.env``)."""
+    path = f"{CONTAINERS_DIR}/{check_name(container)}/config.json"
+    try:
+        data = agent.read_file(path, limit=CONFIG_LIMIT)
+    except AgentError:
+        _check_container(agent, container)
+        raise
+    try:
+        config = json.loads(data)
+        entries = config["process"].get("env") or []
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise AgentError(f"{agent.name}: {path} is not an OCI runtime config with process.env ({err})") from None
+    env: dict[str, str] = {}
+    for entry in entries:
+        if isinstance(entry, str) and "=" in entry:
+            key, value = entry.split("=", 1)
+            env[key] = value
+    return env
 
 
 def _check_container(agent: GuestAgent, container: str) -> None:

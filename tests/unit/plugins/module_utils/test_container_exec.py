@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
@@ -215,6 +216,7 @@ def test_command_argv_splits_without_a_shell() -> None:
 
 
 def test_runs_through_the_wrapper_with_stdin_and_options(guest: FakeGuest, agent: GuestAgent) -> None:
+    guest.files["/run/hyper/containers/web/config.json"] = json.dumps({"process": {"env": ["PATH=/bin", "K=old"], "args": ["sh"]}}).encode()
     guest.run(("crun", "exec"), Run(stdout=b"hi\n"))
     result = ce.run_in_container(agent, "web", ["cat"], stdin=b"in", env={"K": "v"}, cwd="/tmp", user="1")
     assert result.rc == 0 and result.signal is None and result.stdout == b"hi\n" and not result.timed_out
@@ -222,9 +224,23 @@ def test_runs_through_the_wrapper_with_stdin_and_options(guest: FakeGuest, agent
     assert wrapper[:4] == list(ce.SHELL_ARGV)
     pid_file = wrapper[4]
     assert wrapper[5:8] == ["", "", ""]
-    assert wrapper[8:] == ["crun", "exec", "--pid-file", pid_file, "--env", "K=v", "--cwd", "/tmp", "--user", "1", "web", "cat"]
+    # crun exec --env replaces the environment: the container's own comes first, the caller's wins.
+    assert wrapper[8:] == ["crun", "exec", "--pid-file", pid_file, "--env", "PATH=/bin", "--env", "K=v", "--cwd", "/tmp", "--user", "1", "web", "cat"]
     assert guest.stdins[0] == b"in"
     assert len(guest.argvs) == 1, "a plain successful exec is one guest process"
+
+
+def test_without_env_no_config_is_read(guest: FakeGuest, agent: GuestAgent) -> None:
+    guest.run(("crun", "exec"), Run())
+    ce.run_in_container(agent, "web", ["true"])
+    assert guest.names() == ["guest-exec", "guest-exec-status"]
+
+
+def test_env_of_an_unknown_container(guest: FakeGuest, agent: GuestAgent) -> None:
+    guest.run(("crun", "state"), Run(rc=1, stderr=b"error opening file `/run/crun/nope/status`: No such file or directory\n"))
+    with pytest.raises(ContainerError, match=r"container nope: is not a container of vm-1"):
+        ce.run_in_container(agent, "nope", ["true"], env={"A": "1"})
+    assert not [argv for argv in guest.argvs if argv[:1] == ["sh"]]
 
 
 def test_argv_is_never_in_the_script(guest: FakeGuest, agent: GuestAgent) -> None:
@@ -246,16 +262,15 @@ def test_nonzero_rc_is_a_result(guest: FakeGuest, agent: GuestAgent) -> None:
 
 
 def test_command_not_found_is_a_result(guest: FakeGuest, agent: GuestAgent) -> None:
-    guest.run(("crun", "exec"), Run(rc=127, stderr=b"crun: executable file `nosuch` not found in $PATH: No such file or directory\n"))
-    guest.run(("crun", "state"), Run(stdout=b'{"ociVersion":"1.0.0","id":"web","pid":12,"status":"running"}'))
+    guest.run(("crun", "exec"), Run(rc=255, stderr=b"executable file `nosuch` not found in $PATH: No such file or directory\n"))
     result = ce.run_in_container(agent, "web", ["nosuch"])
-    assert result.rc == 127 and b"not found" in result.stderr
-    assert guest.argvs[-1] == ["crun", "state", "web"]
+    assert result.rc == 255 and b"not found" in result.stderr
 
 
 def test_unknown_container(guest: FakeGuest, agent: GuestAgent) -> None:
-    guest.run(("crun", "exec"), Run(rc=1, stderr=b"crun: error opening file `/run/crun/nope/status`: No such file or directory\n"))
-    guest.run(("crun", "state"), Run(rc=1, stderr=b"crun: error opening file `/run/crun/nope/status`: No such file or directory\n"))
+    # crun 1.8 prints its errors without a "crun:" prefix
+    guest.run(("crun", "exec"), Run(rc=1, stderr=b"error opening file `/run/crun/nope/status`: No such file or directory\n"))
+    guest.run(("crun", "state"), Run(rc=1, stderr=b"error opening file `/run/crun/nope/status`: No such file or directory\n"))
     with pytest.raises(ContainerError, match=r"container nope: is not a container of vm-1"):
         ce.run_in_container(agent, "nope", ["true"])
 
