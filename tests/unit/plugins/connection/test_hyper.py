@@ -1,0 +1,390 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The hyper connection plugin against fakes: no libvirt, no VM."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import pytest
+from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
+from ansible.playbook.play_context import PlayContext
+
+from ansible_collections.hyper.pods.plugins.connection import hyper
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import MAX_REQUEST_DATA, GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (
+    AgentTimeout,
+    AgentUnavailable,
+    ContainerError,
+    DomainNotRunning,
+    HyperError,
+    LibvirtFailure,
+)
+from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.fake_agent import FakeClock, Reply, ScriptedTransport
+
+
+@dataclass
+class FakeResult:
+    rc: Optional[int] = 0
+    signal: Optional[int] = None
+    stdout: bytes = b""
+    stderr: bytes = b""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    duration: float = 0.1
+    timed_out: bool = False
+
+
+@dataclass
+class FakeClient:
+    containers: list[str]
+    closed: int = 0
+
+    def get_metadata(self, dom: Any) -> dict[str, Any]:
+        return {"name": "shop", "spec": {"name": "shop", "containers": [{"name": n} for n in self.containers]}}
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+@dataclass
+class World:
+    """What the plugin sees: pods (name → (running, containers)), the agent's transport and the commands run."""
+
+    clock: FakeClock = field(default_factory=FakeClock)
+    pods: dict[str, tuple[bool, list[str]]] = field(default_factory=lambda: {"shop": (True, ["httpd", "sleeper"])})
+    results: list[Any] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    clients: list[FakeClient] = field(default_factory=list)
+    transport: ScriptedTransport = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.transport = ScriptedTransport(self.clock)
+        self.transport.on("guest-ping", Reply({}))
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> World:
+    w = World()
+
+    def find_running_pod(client: FakeClient, pod: str) -> tuple[str, str]:
+        if pod not in w.pods:
+            raise HyperError(f"pod {pod} not found")
+        running, names = w.pods[pod]
+        if not running:
+            raise DomainNotRunning(f"pod {pod} is not running")
+        client.containers = names
+        return "dom-" + pod, "hyper-0000abcd"
+
+    def run_in_container(agent: GuestAgent, container: str, argv: list[str], **kwargs: Any) -> Any:
+        w.runs.append({"container": container, "argv": list(argv), **kwargs})
+        if not w.results:
+            return FakeResult()
+        result = w.results.pop(0)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    monkeypatch.setattr(hyper, "find_running_pod", find_running_pod)
+    monkeypatch.setattr(hyper, "run_in_container", run_in_container)
+    return w
+
+
+def connection(world: World, host: str = "shop/httpd", **options: Any) -> hyper.Connection:
+    conn = hyper.Connection(PlayContext())
+
+    def open_client(uri: str) -> FakeClient:
+        if uri == "qemu:///nowhere":
+            raise LibvirtFailure(f"cannot connect to libvirt at {uri}")
+        client = FakeClient([])
+        world.clients.append(client)
+        return client
+
+    conn.open_client = open_client  # type: ignore[method-assign,assignment]
+    conn.make_agent = lambda dom, name: GuestAgent(world.transport, name=name, clock=world.clock, sleep=world.clock.sleep)  # type: ignore[method-assign]
+    conn._options.update(
+        {
+            "remote_addr": host,
+            "default_container": None,
+            "uri": "qemu:///system",
+            "timeout": 600.0,
+            "write_chunk_size": MAX_REQUEST_DATA,
+            "read_chunk_size": 512 * 1024,
+            **options,
+        }
+    )
+    return conn
+
+
+# -- host names ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "default", "expected"),
+    [
+        ("shop/httpd", None, ("shop", "httpd")),
+        ("shop", None, ("shop", None)),
+        ("shop", "sleeper", ("shop", "sleeper")),
+        ("shop/httpd", "sleeper", ("shop", "httpd")),
+        ("shop/a.b_c-1", None, ("shop", "a.b_c-1")),
+    ],
+)
+def test_parse_host(host: str, default: Optional[str], expected: tuple[str, Optional[str]]) -> None:
+    assert hyper.parse_host(host, default) == expected
+
+
+@pytest.mark.parametrize("host", ["", "/httpd", "shop/", "shop/a/b", "shop/Httpd", "shop/-x"])
+def test_parse_host_refuses(host: str) -> None:
+    with pytest.raises(AnsibleConnectionFailure, match="hyper connection"):
+        hyper.parse_host(host, None)
+
+
+def test_pick_container() -> None:
+    assert hyper.pick_container("shop", None, ["only"]) == "only"
+    assert hyper.pick_container("shop", "b", ["a", "b"]) == "b"
+    with pytest.raises(AnsibleConnectionFailure, match=r"pod shop has 2 containers \(a, b\): name one as shop/CONTAINER"):
+        hyper.pick_container("shop", None, ["a", "b"])
+    with pytest.raises(AnsibleConnectionFailure, match=r"pod shop has no container c \(it has: a, b\)"):
+        hyper.pick_container("shop", "c", ["a", "b"])
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/etc/motd", "/run/hyper/containers/c/rootfs/etc/motd"),
+        ("tmp/x", "/run/hyper/containers/c/rootfs/tmp/x"),
+        ("/a/../../../etc/shadow", "/run/hyper/containers/c/rootfs/etc/shadow"),
+        ("/", "/run/hyper/containers/c/rootfs"),
+    ],
+)
+def test_guest_path(world: World, path: str, expected: str) -> None:
+    assert hyper.guest_path("c", path) == expected
+
+
+# -- connecting ----------------------------------------------------------------------------------
+
+
+def test_connect_single_container_pod(world: World) -> None:
+    world.pods["solo"] = (True, ["app"])
+    conn = connection(world, "solo")
+    conn.exec_command("true")
+    assert world.runs[0]["container"] == "app"
+
+
+def test_connect_default_container(world: World) -> None:
+    conn = connection(world, "shop", default_container="sleeper")
+    conn.exec_command("true")
+    assert world.runs[0]["container"] == "sleeper"
+
+
+@pytest.mark.parametrize(
+    ("host", "options", "message"),
+    [
+        ("gone/httpd", {}, "hyper connection to pod gone: pod gone not found"),
+        ("stopped/httpd", {}, "hyper connection to pod stopped: pod stopped is not running"),
+        ("shop", {}, "pod shop has 2 containers"),
+        ("shop/db", {}, "pod shop has no container db"),
+        ("shop/httpd", {"uri": "qemu:///nowhere"}, "cannot connect to libvirt at qemu:///nowhere"),
+    ],
+)
+def test_connect_unreachable(world: World, host: str, options: dict[str, Any], message: str) -> None:
+    world.pods["stopped"] = (False, ["httpd"])
+    conn = connection(world, host, **options)
+    with pytest.raises(AnsibleConnectionFailure, match=message):
+        conn.exec_command("true")
+    assert all(c.closed == 1 for c in world.clients)
+
+
+def test_connect_agent_not_answering(world: World) -> None:
+    world.transport.script["guest-ping"] = [Reply(raise_=AgentUnavailable("hyper-0000abcd: QEMU guest agent is not connected"))]
+    conn = connection(world)
+    with pytest.raises(AnsibleConnectionFailure, match="pod shop: hyper-0000abcd: QEMU guest agent is not connected"):
+        conn.exec_command("true")
+    assert world.clients[0].closed == 1
+
+
+def test_close_and_reset(world: World) -> None:
+    conn = connection(world)
+    conn.exec_command("true")
+    conn.reset()
+    assert [c.closed for c in world.clients] == [1, 0]
+    conn.close()
+    assert [c.closed for c in world.clients] == [1, 1]
+    assert not conn._connected
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def test_exec_runs_sh_c_with_stdin(world: World) -> None:
+    world.results.append(FakeResult(rc=3, stdout=b"out \xff", stderr=b"err"))
+    conn = connection(world, timeout=12.5)
+    rc, out, err = conn.exec_command("echo 'héllo' | cat", in_data=b"module")
+    assert (rc, out, err) == (3, b"out \xff", b"err")
+    assert world.runs == [{"container": "httpd", "argv": ["/bin/sh", "-c", "echo 'héllo' | cat"], "stdin": b"module", "timeout": 12.5, "large_output": True}]
+
+
+def test_exec_signal_death(world: World) -> None:
+    world.results.append(FakeResult(rc=None, signal=9, stdout=b"partial"))
+    rc, out, err = connection(world).exec_command("sleep 100")
+    assert rc == 137
+    assert out == b"partial"
+    assert err == b""
+
+
+def test_exec_truncated_output_is_reported(world: World) -> None:
+    world.results.append(FakeResult(stdout=b"x", stdout_truncated=True))
+    rc, _out, err = connection(world).exec_command("yes")
+    assert rc == 0
+    assert b"stdout was cut at 16 MiB" in err
+
+
+def test_exec_timeout_fails_the_task(world: World) -> None:
+    world.results.append(FakeResult(rc=None, signal=9, stdout=b"so far", timed_out=True))
+    conn = connection(world, timeout=5.0)
+    with pytest.raises(AnsibleError, match=r"pod shop container httpd: the command ran longer than 5.0s .* and was killed; stdout: 'so far'") as caught:
+        conn.exec_command("sleep 100")
+    assert not isinstance(caught.value, AnsibleConnectionFailure)
+
+
+@pytest.mark.parametrize(
+    ("error", "unreachable"),
+    [
+        (AgentTimeout("hyper-0000abcd: Guest agent not available for now"), True),
+        (DomainNotRunning("hyper-0000abcd: domain is not running"), True),
+        (ContainerError("httpd", "is stopped in pod shop (hyper-0000abcd), not running"), True),
+        (HyperError("crun exec failed"), False),
+    ],
+)
+def test_exec_errors(world: World, error: HyperError, unreachable: bool) -> None:
+    world.results.append(error)
+    with pytest.raises(AnsibleError, match=re.escape(f"pod shop container httpd: running a command: {error.message}")) as caught:
+        connection(world).exec_command("true")
+    assert isinstance(caught.value, AnsibleConnectionFailure) == unreachable
+
+
+def script_writes(world: World, written: list[tuple[int, bytes]], handle: int = 7) -> None:
+    world.transport.on("guest-file-open", Reply(handle))
+    world.transport.on("guest-file-close", Reply({}))
+
+    def write(request: dict[str, Any]) -> Reply:
+        data = base64.b64decode(request["arguments"]["buf-b64"])
+        written.append((request["arguments"]["handle"], data))
+        return Reply({"count": len(data), "eof": False})
+
+    world.transport.on("guest-file-write", write)
+    world.transport.on("guest-exec", Reply({"pid": 42}))
+    world.transport.on("guest-exec-status", Reply({"exited": True, "exitcode": 0}))
+
+
+def test_exec_large_stdin_is_passed_whole(world: World) -> None:
+    # The library sends stdin above one agent request through a guest file; the plugin hands it over as is.
+    big = os.urandom(MAX_REQUEST_DATA * 3)
+    connection(world).exec_command("python3", in_data=big)
+    assert world.runs[0]["stdin"] == big
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+
+def test_put_file_in_chunks_keeps_the_mode(world: World, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hyper, "PUT_BLOCK", 100)
+    source = tmp_path / "script.sh"
+    data = os.urandom(250)
+    source.write_bytes(data)
+    source.chmod(0o750)
+    written: list[tuple[int, bytes]] = []
+    script_writes(world, written)
+    connection(world, write_chunk_size=40).put_file(str(source), "/root/.ansible/tmp/x/script.sh")
+    assert b"".join(d for _h, d in written) == data
+    assert max(len(d) for _h, d in written) == 40
+    opened = [r["arguments"] for r in world.transport.requests if r["execute"] == "guest-file-open"]
+    target = "/run/hyper/containers/httpd/rootfs/root/.ansible/tmp/x/script.sh"
+    assert opened == [{"path": target, "mode": "w"}, {"path": target, "mode": "a"}, {"path": target, "mode": "a"}]
+    chmod = [r["arguments"] for r in world.transport.requests if r["execute"] == "guest-exec"]
+    assert chmod == [{"path": "chmod", "arg": ["750", target], "capture-output": True}]
+
+
+def test_put_empty_file(world: World, tmp_path: Any) -> None:
+    source = tmp_path / "empty"
+    source.write_bytes(b"")
+    source.chmod(0o600)
+    written: list[tuple[int, bytes]] = []
+    script_writes(world, written)
+    connection(world).put_file(str(source), "/empty")
+    assert written == []
+    assert [r["execute"] for r in world.transport.requests if r["execute"].startswith("guest-file")] == ["guest-file-open", "guest-file-close"]
+
+
+def test_put_file_short_write(world: World, tmp_path: Any) -> None:
+    source = tmp_path / "f"
+    source.write_bytes(b"abcdef")
+    script_writes(world, [])
+    world.transport.script["guest-file-write"] = [Reply({"count": 2})]
+    with pytest.raises(AnsibleError, match=r"pod shop container httpd: copying .* to /f: .*short write at byte 0 \(2 of 6\)"):
+        connection(world).put_file(str(source), "/f")
+
+
+def test_put_file_missing_source(world: World, tmp_path: Any) -> None:
+    with pytest.raises(AnsibleFileNotFound):
+        connection(world).put_file(str(tmp_path / "nope"), "/f")
+
+
+def test_put_file_agent_gone_is_unreachable(world: World, tmp_path: Any) -> None:
+    source = tmp_path / "f"
+    source.write_bytes(b"abc")
+    world.transport.on("guest-file-open", Reply(raise_=DomainNotRunning("hyper-0000abcd: domain is not running")))
+    with pytest.raises(AnsibleConnectionFailure, match="pod shop container httpd: copying"):
+        connection(world).put_file(str(source), "/f")
+
+
+def test_bad_chunk_size(world: World, tmp_path: Any) -> None:
+    source = tmp_path / "f"
+    source.write_bytes(b"abc")
+    with pytest.raises(AnsibleError, match="write_chunk_size must be between 1 and 131072"):
+        connection(world, write_chunk_size=MAX_REQUEST_DATA + 1).put_file(str(source), "/f")
+
+
+def script_reads(world: World, data: bytes, lie: bool = False) -> list[int]:
+    counts: list[int] = []
+    state = {"offset": 0}
+    world.transport.on("guest-file-open", Reply(9))
+    world.transport.on("guest-file-close", Reply({}))
+
+    def read(request: dict[str, Any]) -> Reply:
+        count = request["arguments"]["count"]
+        counts.append(count)
+        chunk = data[state["offset"] : state["offset"] + count]
+        state["offset"] += len(chunk)
+        return Reply({"count": len(chunk) + (1 if lie else 0), "buf-b64": base64.b64encode(chunk).decode(), "eof": state["offset"] >= len(data)})
+
+    world.transport.on("guest-file-read", read)
+    return counts
+
+
+def test_fetch_file_in_chunks(world: World, tmp_path: Any) -> None:
+    data = os.urandom(1000)
+    counts = script_reads(world, data)
+    target = tmp_path / "out"
+    connection(world, read_chunk_size=300).fetch_file("/var/log/x", str(target))
+    assert target.read_bytes() == data
+    assert counts == [300, 300, 300, 300]
+    opened = [r["arguments"] for r in world.transport.requests if r["execute"] == "guest-file-open"]
+    assert opened == [{"path": "/run/hyper/containers/httpd/rootfs/var/log/x", "mode": "r"}]
+
+
+def test_fetch_file_count_mismatch(world: World, tmp_path: Any) -> None:
+    script_reads(world, b"abc", lie=True)
+    with pytest.raises(AnsibleError, match=r"pod shop container httpd: fetching /x: .*agent said 4 bytes, sent 3"):
+        connection(world).fetch_file("/x", str(tmp_path / "out"))
+
+
+def test_fetch_missing_file(world: World, tmp_path: Any) -> None:
+    world.transport.on("guest-file-open", Reply(error={"class": "GenericError", "desc": "No such file or directory"}))
+    with pytest.raises(AnsibleError, match=r"pod shop container httpd: fetching /nope: .*No such file or directory") as caught:
+        connection(world).fetch_file("/nope", str(tmp_path / "out"))
+    assert not isinstance(caught.value, AnsibleConnectionFailure)
