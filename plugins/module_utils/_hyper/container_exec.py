@@ -365,7 +365,8 @@ def exec_in_pod(params: Mapping[str, Any], check_mode: bool = False, deps: Optio
             agent, container, argv, stdin=stdin, env=env or None, cwd=params.get("chdir"), user=params.get("user"), timeout=timeout, large_output=True
         )
     out = result_dict(result, bool(params.get("strip_empty_ends", True)))
-    out.update(changed=True, cmd=argv)
+    # failed is explicit: Ansible otherwise fails any result whose rc is not 0.
+    out.update(changed=True, failed=False, cmd=argv)
     if params.get("fail_on_rc", True):
         if result.timed_out:
             raise CommandFailed(f"{shlex.join(argv)} in container {container} of pod {pod} ran longer than {timeout:g}s and was killed", out)

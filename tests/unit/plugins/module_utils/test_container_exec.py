@@ -14,6 +14,7 @@ import pytest
 from ansible_collections.hyper.pods.plugins.module_utils._hyper import container_exec as ce
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import MAX_REQUEST_DATA, GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ContainerError, DomainNotFound, DomainNotRunning, SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_runtime import PodDeps
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.fake_agent import FakeClock, Reply, ScriptedTransport
 
 
@@ -370,6 +371,12 @@ class FakeClient:
     def is_active(self, dom: FakeDom) -> bool:
         return self.doms[dom.name()][2]
 
+    def __enter__(self) -> FakeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
 
 def test_find_running_pod() -> None:
     client: Any = FakeClient({"web": ("hyper-00000001", True), "db": ("hyper-00000002", False)})
@@ -379,3 +386,49 @@ def test_find_running_pod() -> None:
         ce.find_running_pod(client, "nope")
     with pytest.raises(DomainNotRunning, match=r"pod db is stopped: start it with hyper\.pods\.hyper_pod state=started"):
         ce.find_running_pod(client, "db")
+
+
+# -- the module's call --------------------------------------------------------------------------
+
+
+def module_deps(guest: FakeGuest, clock: FakeClock) -> PodDeps:
+    client = FakeClient({"web": ("hyper-00000001", True)})
+    return PodDeps(open_client=lambda _uri: client, make_transport=lambda _dom, _vm_id: guest, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type,return-value]
+
+
+def test_exec_in_pod_result(guest: FakeGuest, clock: FakeClock) -> None:
+    guest.run(("crun", "exec"), Run(stdout=b"a b\n\n", stderr=b"w\n"))
+    out = ce.exec_in_pod({"pod": "web", "container": "app", "command": "echo 'a b'", "stdin": "x"}, deps=module_deps(guest, clock))
+    assert out["changed"] is True and out["failed"] is False
+    assert (out["rc"], out["stdout"], out["stdout_lines"], out["stderr"], out["cmd"]) == (0, "a b", ["a b"], "w", ["echo", "a b"])
+    wrapper = guest.argvs[0]
+    assert wrapper[6].endswith(".out"), "the module always reads the output from files"
+    assert wrapper[-3:] == ["app", "echo", "a b"]
+    assert guest.stdins[0] == b"x\n"
+
+
+@pytest.mark.parametrize(
+    ("run", "message"),
+    [(Run(rc=3), "failed with exit code 3"), (Run(rc=137), "killed by signal 9")],
+)
+def test_exec_in_pod_fails_on_rc(guest: FakeGuest, clock: FakeClock, run: Run, message: str) -> None:
+    guest.run(("crun", "exec"), run)
+    with pytest.raises(ce.CommandFailed, match=message) as caught:
+        ce.exec_in_pod({"pod": "web", "container": "app", "argv": ["x"]}, deps=module_deps(guest, clock))
+    assert caught.value.details["rc"] == run.rc if run.rc == 3 else caught.value.details["signal"] == 9
+    guest.argvs.clear()
+    out = ce.exec_in_pod({"pod": "web", "container": "app", "argv": ["x"], "fail_on_rc": False}, deps=module_deps(guest, clock))
+    assert out["failed"] is False
+
+
+def test_exec_in_pod_timeout_fails(guest: FakeGuest, clock: FakeClock) -> None:
+    guest.run(("crun", "exec"), Run(seconds=30))
+    guest.run(("kill",), kill_on_request(guest))
+    with pytest.raises(ce.CommandFailed, match=r"ran longer than 2s and was killed") as caught:
+        ce.exec_in_pod({"pod": "web", "container": "app", "argv": ["sleep", "30"], "timeout": 2}, deps=module_deps(guest, clock))
+    assert caught.value.details["timed_out"] is True
+
+
+def test_exec_in_pod_unknown_pod(guest: FakeGuest, clock: FakeClock) -> None:
+    with pytest.raises(DomainNotFound, match="pod db does not exist"):
+        ce.exec_in_pod({"pod": "db", "container": "app", "argv": ["x"]}, deps=module_deps(guest, clock))
