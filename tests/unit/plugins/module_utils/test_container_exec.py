@@ -393,7 +393,12 @@ def test_find_running_pod() -> None:
 
 def module_deps(guest: FakeGuest, clock: FakeClock) -> PodDeps:
     client = FakeClient({"web": ("hyper-00000001", True)})
-    return PodDeps(open_client=lambda _uri: client, make_transport=lambda _dom, _vm_id: guest, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type,return-value]
+    return PodDeps(  # type: ignore[arg-type]
+        open_client=lambda _uri: client,  # type: ignore[arg-type,return-value]
+        make_transport=lambda _dom, _vm_id: guest,
+        clock=clock,
+        sleep=clock.sleep,
+    )
 
 
 def test_exec_in_pod_result(guest: FakeGuest, clock: FakeClock) -> None:
