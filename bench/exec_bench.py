@@ -1,0 +1,241 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Exec and file push benchmark on one running pod, ours against raw ``qemuAgentCommand`` calls.
+
+One pod ``bench-exec-<hex>`` (one busybox container ``app``, ``sleep 3600``) is created with
+``ensure_pod`` and removed at the end, also on Ctrl-C and SIGTERM. On it, interleaved:
+
+1. exec round trip (``--runs``, default 15): ours = ``run_in_container(agent, "app", ["true"])``
+   (the library call behind hyper_exec), with ``large_output`` False and True; raw = one
+   guest-exec of ``/usr/bin/crun exec app true`` with capture-output and a guest-exec-status
+   loop with a fixed 10 ms sleep.
+2. file push of an 8 MiB random file to /run/hyper/bench.bin (``--push-runs``, default 3): ours =
+   ``GuestAgent.write_file`` (default chunk); raw = what community.libvirt's libvirt_qemu
+   connection does in put_file: guest-file-open, guest-file-write in 64 KiB chunks,
+   guest-file-close. The file is removed after each run.
+
+    PYTHONPATH=.build/collections .venv/bin/python bench/exec_bench.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import secrets
+import sys
+import time
+from typing import Any, Callable, Optional
+
+from _common import PREFIX, load_average, median, sigterm_interrupts
+
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import GuestAgent, LibvirtAgentTransport
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.container_exec import find_running_pod, run_in_container
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host import resolve_accelerator
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import LibvirtClient, import_libvirt
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod import ensure_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_vm import discard_vm, list_pods
+
+POD_PREFIX = PREFIX + "exec-"
+DEFAULT_IMAGE = "oci:/var/lib/hyper-test/images/oci:busybox"
+CONTAINER = "app"
+RAW_CRUN = "/usr/bin/crun"
+RAW_SLEEP = 0.01
+RAW_CALL_TIMEOUT = 10
+RAW_CHUNK = 64 * 1024
+PUSH_PATH = "/run/hyper/bench.bin"
+PUSH_SIZE = 8 * 1024 * 1024
+MIB = 1024 * 1024
+
+
+class Raw:
+    """Bare ``libvirt_qemu.qemuAgentCommand`` calls on the pod's domain, as a hand-written script does them."""
+
+    def __init__(self, uri: str, vm_id: str) -> None:
+        libvirt, self.libvirt_qemu = import_libvirt()
+        self.conn = libvirt.open(uri)
+        self.dom = self.conn.lookupByName(vm_id)
+
+    def agent(self, name: str, arguments: Optional[dict[str, Any]] = None) -> Any:
+        request: dict[str, Any] = {"execute": name}
+        if arguments is not None:
+            request["arguments"] = arguments
+        return json.loads(self.libvirt_qemu.qemuAgentCommand(self.dom, json.dumps(request), RAW_CALL_TIMEOUT, 0))["return"]
+
+    def exec_true(self) -> float:
+        start = time.monotonic()
+        pid = self.agent("guest-exec", {"path": RAW_CRUN, "arg": ["exec", CONTAINER, "true"], "capture-output": True})["pid"]
+        while True:
+            status = self.agent("guest-exec-status", {"pid": pid})
+            if status["exited"]:
+                break
+            time.sleep(RAW_SLEEP)
+        elapsed = time.monotonic() - start
+        if status.get("exitcode") != 0:
+            raise RuntimeError(f"raw crun exec exited {status.get('exitcode')}: {base64.b64decode(status.get('err-data', ''))!r}")
+        return elapsed
+
+    def put_file(self, data: bytes) -> float:
+        start = time.monotonic()
+        handle = self.agent("guest-file-open", {"path": PUSH_PATH, "mode": "wb"})
+        try:
+            for offset in range(0, len(data), RAW_CHUNK):
+                chunk = data[offset : offset + RAW_CHUNK]
+                self.agent("guest-file-write", {"handle": handle, "buf-b64": base64.b64encode(chunk).decode("ascii")})
+        finally:
+            self.agent("guest-file-close", {"handle": handle})
+        return time.monotonic() - start
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Bench:
+    def __init__(self, client: LibvirtClient, args: argparse.Namespace) -> None:
+        self.client = client
+        self.args = args
+        self.name = POD_PREFIX + secrets.token_hex(4)
+        self.created = False
+
+    def pod_params(self, state: str) -> dict[str, Any]:
+        params: dict[str, Any] = {"name": self.name, "state": state, "root": self.args.root, "uri": self.args.uri}
+        if state == "absent":
+            params["stop_timeout"] = 0
+            return params
+        params.update(
+            memory=self.args.memory,
+            accelerator="tcg",
+            guest_image=self.args.image,
+            containers=[{"name": CONTAINER, "image": self.args.container_image, "command": ["sleep", "3600"], "stop_timeout": 0}],
+        )
+        return params
+
+    def create(self) -> tuple[GuestAgent, str]:
+        self.created = True
+        ensure_pod(self.pod_params("started"), False)
+        dom, vm_id = find_running_pod(self.client, self.name)
+        return GuestAgent(LibvirtAgentTransport(dom, vm_id)), vm_id
+
+    def cleanup(self) -> None:
+        if not self.created:
+            return
+        try:
+            ensure_pod(self.pod_params("absent"), False)
+        except HyperError as err:
+            print(f"warning: removing {self.name}: {err}; discarding its VM", file=sys.stderr)
+            with contextlib.suppress(HyperError):
+                for found in list_pods(self.client):
+                    if found.current.spec.get("name") == self.name:
+                        discard_vm(self.client, found.dom, self.args.root, found.current.vm_id)
+        self.created = False
+
+
+def ours_exec(agent: GuestAgent, large_output: bool) -> float:
+    start = time.monotonic()
+    result = run_in_container(agent, CONTAINER, ["true"], large_output=large_output)
+    elapsed = time.monotonic() - start
+    if result.rc != 0:
+        raise RuntimeError(f"run_in_container true (large_output={large_output}) rc {result.rc}: {result.stderr!r}")
+    return elapsed
+
+
+def ours_push(agent: GuestAgent, data: bytes) -> float:
+    start = time.monotonic()
+    agent.write_file(PUSH_PATH, data)
+    return time.monotonic() - start
+
+
+def check_pushed(agent: GuestAgent, data: bytes) -> None:
+    """Untimed: the guest file has the size written; then it is removed."""
+    result = agent.exec(["sh", "-c", f'wc -c <{PUSH_PATH}; rm -f "{PUSH_PATH}"'])
+    size = int(result.stdout.decode("ascii", "replace").strip() or -1)
+    if size != len(data):
+        raise RuntimeError(f"{PUSH_PATH}: {size} bytes in the guest, {len(data)} written")
+
+
+def interleave(run: int, pairs: list[Callable[[], None]]) -> None:
+    for step in pairs if run % 2 == 0 else pairs[::-1]:
+        step()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=15, help="exec round trips per side")
+    parser.add_argument("--push-runs", type=int, default=3, help="8 MiB pushes per side")
+    parser.add_argument("--image", default="default", help="guest image name under <root>/images/")
+    parser.add_argument("--container-image", default=DEFAULT_IMAGE)
+    parser.add_argument("--root", default="/var/lib/hyper")
+    parser.add_argument("--uri", default="qemu:///system")
+    parser.add_argument("--memory", type=int, default=128, help="MiB")
+    args = parser.parse_args(argv)
+    if resolve_accelerator("auto", args.root) != "tcg":
+        print("note: KVM is available; the pod runs with TCG anyway, like the other benchmarks", file=sys.stderr)
+    sigterm_interrupts()
+    load_before = load_average()
+    exec_ours: list[float] = []
+    exec_large: list[float] = []
+    exec_raw: list[float] = []
+    push_ours: list[float] = []
+    push_raw: list[float] = []
+    data = os.urandom(PUSH_SIZE)
+    with LibvirtClient.open(args.uri) as client:
+        bench = Bench(client, args)
+        raw: Optional[Raw] = None
+        try:
+            print(f"creating pod {bench.name}", flush=True)
+            agent, vm_id = bench.create()
+            raw = Raw(args.uri, vm_id)
+            # Warm-up, not counted: page cache of crun and the container's rootfs.
+            ours_exec(agent, False)
+            raw.exec_true()
+            rw = raw
+            exec_steps: list[Callable[[], None]] = [
+                lambda: exec_ours.append(ours_exec(agent, False)),
+                lambda: exec_large.append(ours_exec(agent, True)),
+                lambda: exec_raw.append(rw.exec_true()),
+            ]
+            for run in range(args.runs):
+                interleave(run, exec_steps)
+                ms = (exec_ours[-1] * 1000, exec_large[-1] * 1000, exec_raw[-1] * 1000)
+                print(f"exec {run + 1}/{args.runs}: ours {ms[0]:.0f} ms, large_output {ms[1]:.0f} ms, raw {ms[2]:.0f} ms", flush=True)
+
+            def push_ours_step() -> None:
+                push_ours.append(ours_push(agent, data))
+                check_pushed(agent, data)
+
+            def push_raw_step() -> None:
+                push_raw.append(rw.put_file(data))
+                check_pushed(agent, data)
+
+            for run in range(args.push_runs):
+                interleave(run, [push_ours_step, push_raw_step])
+                print(f"push {run + 1}/{args.push_runs}: ours {push_ours[-1]:.2f} s, raw 64 KiB {push_raw[-1]:.2f} s", flush=True)
+        except KeyboardInterrupt:
+            print("interrupted; cleaning up", file=sys.stderr)
+            return 130
+        finally:
+            if raw is not None:
+                raw.close()
+            bench.cleanup()
+    ours_m, large_m, raw_m = median(exec_ours), median(exec_large), median(exec_raw)
+    print(f"\nexec round trip of `true` in container {CONTAINER}, median of {args.runs} runs each, interleaved")
+    print(f"{'':<46} {'median ms':>9} {'ratio':>6}")
+    print(f"{'raw: guest-exec crun exec + 10 ms status poll':<46} {raw_m * 1000:>9.1f} {1.0:>6.2f}")
+    print(f"{'ours: run_in_container large_output=False':<46} {ours_m * 1000:>9.1f} {ours_m / raw_m:>6.2f}")
+    print(f"{'ours: run_in_container large_output=True':<46} {large_m * 1000:>9.1f} {large_m / raw_m:>6.2f}")
+    push_o, push_r = median(push_ours), median(push_raw)
+    size_mib = PUSH_SIZE / MIB
+    print(f"\nfile push of {size_mib:.0f} MiB to {PUSH_PATH}, median of {args.push_runs} runs each, interleaved")
+    print(f"{'':<46} {'median s':>9} {'MiB/s':>7}")
+    print(f"{'raw: guest-file-write 64 KiB chunks':<46} {push_r:>9.2f} {size_mib / push_r:>7.2f}")
+    print(f"{'ours: GuestAgent.write_file (default chunk)':<46} {push_o:>9.2f} {size_mib / push_o:>7.2f}")
+    print(f"throughput ratio ours / raw = {push_r / push_o:.2f}")
+    print(f"\nload average before {load_before}, after {load_average()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
