@@ -84,6 +84,22 @@ options:
     ini:
       - section: hyper_connection
         key: write_chunk_size
+  data_channel:
+    description:
+      - Copy files of 256 KiB and more over the pod's data channel, a virtio-serial port whose host end is a unix socket,
+        instead of the guest agent's base64 file writes (measured 20 to 30 times as fast under TCG).
+      - It needs the controller on the hyper host with access to QEMU's sockets (root), a local O(uri), and a pod created
+        by this version or later. Otherwise, and while both ports of a pod are busy with other copies, files go through
+        the agent.
+    type: bool
+    default: true
+    vars:
+      - name: ansible_hyper_data_channel
+    env:
+      - name: ANSIBLE_HYPER_DATA_CHANNEL
+    ini:
+      - section: hyper_connection
+        key: data_channel
   read_chunk_size:
     description:
       - Bytes per guest agent request when fetching a file from the container. At most 3080192 (one libvirt message);
@@ -131,6 +147,13 @@ from ansible.utils.display import Display  # noqa: E402
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import MAX_CHUNK, MAX_REQUEST_DATA, GuestAgent, LibvirtAgentTransport  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.container_exec import container_rootfs, find_running_pod, run_in_container  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.data_channel import (  # noqa: E402
+    STREAM_MIN_SIZE,
+    Pusher,
+    data_channels,
+    is_local_uri,
+    usable_channels,
+)
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (  # noqa: E402
     AgentTimeout,
     AgentUnavailable,
@@ -208,6 +231,7 @@ class Connection(ConnectionBase):
         self._agent: Optional[GuestAgent] = None
         self._pod = ""
         self._container = ""
+        self._pusher: Optional[Pusher] = None
 
     @property
     def _where(self) -> str:
@@ -234,9 +258,24 @@ class Connection(ConnectionBase):
             client.close()
             raise
         self._client, self._agent = client, agent
+        self._pusher = self._make_pusher(client, dom, agent)
         display.vvv(f"HYPER: connected to {self._where} ({vm_id})", host=pod)
         self._connected = True
         return self
+
+    def _make_pusher(self, client: LibvirtClient, dom: Any, agent: GuestAgent) -> Optional[Pusher]:
+        """The data channel for large copies, when this controller can use it (see the data_channel option)."""
+        if not self.get_option("data_channel") or not is_local_uri(str(self.get_option("uri"))):
+            return None
+        try:
+            channels = usable_channels(data_channels(client.xml_desc(dom)))
+        except HyperError as err:
+            display.vvv(f"HYPER: no data channel ({err.message}); files go through the agent", host=self._pod)
+            return None
+        if not channels:
+            display.vvv("HYPER: the pod has no data channel this controller can open; files go through the agent", host=self._pod)
+            return None
+        return Pusher(agent, channels, str(dom.UUIDString()))
 
     def _require_agent(self) -> GuestAgent:
         if self._agent is None:
@@ -311,6 +350,15 @@ class Connection(ConnectionBase):
         chunk = self._write_chunk()
         mode = os.stat(local).st_mode & 0o7777
         size = os.path.getsize(local)
+        if self._pusher is not None and size >= STREAM_MIN_SIZE:
+            try:
+                with open(local, "rb") as source:
+                    pushed = self._pusher.push(source, size, target, mode, float(self.get_option("timeout")))
+            except HyperError as err:
+                raise self._failure(err, f"copying {in_path} to {out_path} over the data channel") from None
+            if pushed is not None:
+                return
+            display.vvv("HYPER: both data channels are busy; this file goes through the agent", host=self._pod)
         written = 0
         try:
             with open(local, "rb") as source:
@@ -357,4 +405,5 @@ class Connection(ConnectionBase):
             self._client.close()
         self._client = None
         self._agent = None
+        self._pusher = None
         self._connected = False

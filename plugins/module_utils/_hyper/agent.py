@@ -241,6 +241,15 @@ class GuestAgent:
         """
         return self._finish(pid, timeout, self._clock(), what or "process", kill=kill)
 
+    def poll(self, pid: int) -> Optional[ExecResult]:
+        """One guest-exec-status call: the result when the process has exited, else None."""
+        status = self._call_obj("guest-exec-status", {"pid": pid})
+        return self._result(pid, status, 0.0) if status.get("exited") else None
+
+    def kill(self, pid: int) -> bool:
+        """Send SIGKILL to a spawned process; False when it could not be killed (it may have exited)."""
+        return self._kill(pid)
+
     def _finish(self, pid: int, timeout: float, start: float, what: str, *, kill: bool) -> ExecResult:
         result = self._wait(pid, timeout, start)
         if result is not None:

@@ -52,6 +52,8 @@ class DomainSpec:
     disks: tuple[DiskSpec, ...] = field(default_factory=tuple)
     machine: str = MACHINE
     on_reboot: str = "destroy"
+    # Extra virtio-serial ports with a unix socket on the host (bulk file copies, data_channel.py).
+    data_channels: tuple[str, ...] = ()
 
 
 def _check(spec: DomainSpec) -> None:
@@ -116,6 +118,10 @@ def render_domain_xml(spec: DomainSpec) -> str:
     channel = _sub(devices, "channel", type="unix")
     _sub(channel, "source", mode="bind")
     _sub(channel, "target", type="virtio", name=spec.agent_channel)
+    for name in spec.data_channels:
+        data = _sub(devices, "channel", type="unix")
+        _sub(data, "source", mode="bind")
+        _sub(data, "target", type="virtio", name=name)
     _sub(devices, "memballoon", model="none")
 
     ET.indent(domain, space="  ")

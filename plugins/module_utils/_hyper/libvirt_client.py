@@ -145,6 +145,11 @@ class LibvirtClient:
             domains = self.conn.listAllDomains(0)
         return sorted((d for d in domains if d.name().startswith(prefix)), key=lambda d: str(d.name()))
 
+    def xml_desc(self, dom: Domain) -> str:
+        """The domain's XML as it runs now (socket paths and other values libvirt filled in)."""
+        with self._errors(f"reading the XML of domain {dom.name()}"):
+            return str(dom.XMLDesc(0))
+
     # -- metadata: the pod's stored spec, JSON in <metadata><hyper:pod xmlns:hyper=...> --------
 
     def get_metadata(self, dom: Domain) -> Optional[Any]:

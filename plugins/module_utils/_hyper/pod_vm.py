@@ -16,6 +16,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.data_channel import DATA_CHANNELS
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.domain_xml import DiskSpec, DomainSpec
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import DomainNotFound, HyperError, LibvirtFailure
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_check import console_path
@@ -105,6 +106,7 @@ def domain_spec(vm_id: str, spec: Mapping[str, Any], image: GuestImage, disks: S
         agent_channel=image.agent_channel,
         metadata=stored_metadata(spec),
         disks=tuple(disks),
+        data_channels=DATA_CHANNELS,
     )
 
 

@@ -16,7 +16,9 @@ from ansible.playbook.play_context import PlayContext
 
 from ansible_collections.hyper.pods.plugins.connection import hyper
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import MAX_REQUEST_DATA, GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.data_channel import STREAM_MIN_SIZE
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (
+    AgentError,
     AgentTimeout,
     AgentUnavailable,
     ContainerError,
@@ -114,6 +116,7 @@ def connection(world: World, host: str = "shop/httpd", **options: Any) -> hyper.
             "timeout": 600.0,
             "write_chunk_size": MAX_REQUEST_DATA,
             "read_chunk_size": 512 * 1024,
+            "data_channel": False,
             **options,
         }
     )
@@ -388,3 +391,72 @@ def test_fetch_missing_file(world: World, tmp_path: Any) -> None:
     with pytest.raises(AnsibleError, match=r"pod shop container httpd: fetching /nope: .*No such file or directory") as caught:
         connection(world).fetch_file("/nope", str(tmp_path / "out"))
     assert not isinstance(caught.value, AnsibleConnectionFailure)
+
+
+class FakePusher:
+    """Stands in for data_channel.Pusher: records pushes; ``free`` False means every port is busy."""
+
+    def __init__(self, free: bool = True, error: Optional[HyperError] = None) -> None:
+        self.free = free
+        self.error = error
+        self.pushes: list[tuple[bytes, int, str, Optional[int]]] = []
+
+    def push(self, source: Any, size: int, target: str, mode: Optional[int], timeout: float) -> Optional[int]:
+        if self.error is not None:
+            raise self.error
+        if not self.free:
+            return None
+        self.pushes.append((source.read(), size, target, mode))
+        return size
+
+
+def channel_connection(world: World, pusher: FakePusher) -> hyper.Connection:
+    conn = connection(world, data_channel=True)
+    conn._make_pusher = lambda client, dom, agent: pusher  # type: ignore[method-assign,assignment,return-value]
+    return conn
+
+
+def test_put_large_file_goes_over_the_data_channel(world: World, tmp_path: Any) -> None:
+    source = tmp_path / "big.bin"
+    data = os.urandom(STREAM_MIN_SIZE)
+    source.write_bytes(data)
+    source.chmod(0o640)
+    pusher = FakePusher()
+    channel_connection(world, pusher).put_file(str(source), "/srv/big.bin")
+    assert pusher.pushes == [(data, len(data), "/run/hyper/containers/httpd/rootfs/srv/big.bin", 0o640)]
+    assert not [r for r in world.transport.requests if r["execute"].startswith("guest-file")]
+
+
+def test_put_small_file_goes_through_the_agent(world: World, tmp_path: Any) -> None:
+    source = tmp_path / "small"
+    source.write_bytes(b"x" * (STREAM_MIN_SIZE - 1))
+    written: list[tuple[int, bytes]] = []
+    script_writes(world, written)
+    pusher = FakePusher()
+    channel_connection(world, pusher).put_file(str(source), "/small")
+    assert pusher.pushes == []
+    assert len(b"".join(d for _h, d in written)) == STREAM_MIN_SIZE - 1
+
+
+def test_put_falls_back_to_the_agent_when_the_ports_are_busy(world: World, tmp_path: Any) -> None:
+    source = tmp_path / "big.bin"
+    data = os.urandom(STREAM_MIN_SIZE + 5)
+    source.write_bytes(data)
+    written: list[tuple[int, bytes]] = []
+    script_writes(world, written)
+    channel_connection(world, FakePusher(free=False)).put_file(str(source), "/big.bin")
+    assert b"".join(d for _h, d in written) == data
+
+
+@pytest.mark.parametrize(("error", "unreachable"), [(AgentError("reader died: No space left on device"), False), (AgentUnavailable("agent gone"), True)])
+def test_put_data_channel_errors(world: World, tmp_path: Any, error: HyperError, unreachable: bool) -> None:
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(STREAM_MIN_SIZE))
+    with pytest.raises(AnsibleError, match=f"pod shop container httpd: copying .* over the data channel: {error.message}") as raised:
+        channel_connection(world, FakePusher(error=error)).put_file(str(source), "/big.bin")
+    assert isinstance(raised.value, AnsibleConnectionFailure) is unreachable
+
+
+def test_no_data_channel_for_a_remote_uri(world: World) -> None:
+    conn = connection(world, data_channel=True, uri="qemu+ssh://root@elsewhere/system")
+    assert conn._make_pusher(FakeClient([]), "dom", GuestAgent(world.transport, name="x")) is None  # type: ignore[arg-type]
