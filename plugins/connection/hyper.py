@@ -58,10 +58,12 @@ options:
     ini:
       - section: hyper_connection
         key: uri
-  timeout:
+  command_timeout:
     description:
       - How long one command may run, in seconds. A command that runs longer is killed and the task fails, with the
         output collected until then.
+      - Not named C(timeout), because Ansible sets an option of that name to the connection timeout of the play
+        (C(ansible_timeout), 10 seconds by default) on every task.
     type: float
     default: 600
     vars:
@@ -303,13 +305,13 @@ class Connection(ConnectionBase):
             # large_output: the streams go through guest files, so module output of any size comes back whole
             # (captured output is cut at 16 MiB, and a reply above 4 MiB is refused by libvirt and lost).
             # It costs an rm and two small reads, little next to the ~0.9 s of crun exec under TCG.
-            result = run_in_container(agent, self._container, argv, stdin=stdin, timeout=float(self.get_option("timeout")), large_output=True)
+            result = run_in_container(agent, self._container, argv, stdin=stdin, timeout=float(self.get_option("command_timeout")), large_output=True)
         except HyperError as err:
             raise self._failure(err, "running a command") from None
         stdout, stderr = result.stdout, result.stderr
         if result.timed_out:
             raise AnsibleError(
-                f"{self._where}: the command ran longer than {self.get_option('timeout')}s (ansible_hyper_timeout) and was killed; "
+                f"{self._where}: the command ran longer than {self.get_option('command_timeout')}s (ansible_hyper_timeout) and was killed; "
                 f"stdout: {to_text(stdout[-2000:], errors='surrogate_or_replace')!r}; stderr: {to_text(stderr[-2000:], errors='surrogate_or_replace')!r}"
             )
         for name, truncated in (("stdout", result.stdout_truncated), ("stderr", result.stderr_truncated)):
@@ -353,7 +355,7 @@ class Connection(ConnectionBase):
         if self._pusher is not None and size >= STREAM_MIN_SIZE:
             try:
                 with open(local, "rb") as source:
-                    pushed = self._pusher.push(source, size, target, mode, float(self.get_option("timeout")))
+                    pushed = self._pusher.push(source, size, target, mode, float(self.get_option("command_timeout")))
             except HyperError as err:
                 raise self._failure(err, f"copying {in_path} to {out_path} over the data channel") from None
             if pushed is not None:

@@ -113,7 +113,7 @@ def connection(world: World, host: str = "shop/httpd", **options: Any) -> hyper.
             "remote_addr": host,
             "default_container": None,
             "uri": "qemu:///system",
-            "timeout": 600.0,
+            "command_timeout": 600.0,
             "write_chunk_size": MAX_REQUEST_DATA,
             "read_chunk_size": 512 * 1024,
             "data_channel": False,
@@ -225,7 +225,7 @@ def test_close_and_reset(world: World) -> None:
 
 def test_exec_runs_sh_c_with_stdin(world: World) -> None:
     world.results.append(FakeResult(rc=3, stdout=b"out \xff", stderr=b"err"))
-    conn = connection(world, timeout=12.5)
+    conn = connection(world, command_timeout=12.5)
     rc, out, err = conn.exec_command("echo 'héllo' | cat", in_data=b"module")
     assert (rc, out, err) == (3, b"out \xff", b"err")
     assert world.runs == [{"container": "httpd", "argv": ["/bin/sh", "-c", "echo 'héllo' | cat"], "stdin": b"module", "timeout": 12.5, "large_output": True}]
@@ -248,7 +248,7 @@ def test_exec_truncated_output_is_reported(world: World) -> None:
 
 def test_exec_timeout_fails_the_task(world: World) -> None:
     world.results.append(FakeResult(rc=None, signal=9, stdout=b"so far", timed_out=True))
-    conn = connection(world, timeout=5.0)
+    conn = connection(world, command_timeout=5.0)
     with pytest.raises(AnsibleError, match=r"pod shop container httpd: the command ran longer than 5.0s .* and was killed; stdout: 'so far'") as caught:
         conn.exec_command("sleep 100")
     assert not isinstance(caught.value, AnsibleConnectionFailure)
@@ -460,3 +460,20 @@ def test_put_data_channel_errors(world: World, tmp_path: Any, error: HyperError,
 def test_no_data_channel_for_a_remote_uri(world: World) -> None:
     conn = connection(world, data_channel=True, uri="qemu+ssh://root@elsewhere/system")
     assert conn._make_pusher(FakeClient([]), "dom", GuestAgent(world.transport, name="x")) is None  # type: ignore[arg-type]
+
+
+def test_the_play_connection_timeout_does_not_cut_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    # TaskExecutor passes task_keys={"timeout": <ansible_timeout, 10 by default>} to set_options on every task; an
+    # option named "timeout" would take it and kill every command after 10 s.
+    import yaml
+    from ansible import constants as C
+
+    # What the plugin loader does for the plugin's DOCUMENTATION.
+    C.config.initialize_plugin_configuration_definitions("connection", "hyper.pods.hyper", yaml.safe_load(hyper.DOCUMENTATION)["options"])
+    monkeypatch.delenv("ANSIBLE_HYPER_TIMEOUT", raising=False)
+    conn = hyper.Connection(PlayContext())
+    conn._load_name = "hyper.pods.hyper"
+    conn.set_options(task_keys={"timeout": 10}, var_options={"ansible_host": "shop/httpd"})
+    assert conn.get_option("command_timeout") == 600
+    conn.set_options(task_keys={"timeout": 10}, var_options={"ansible_host": "shop/httpd", "ansible_hyper_timeout": 30})
+    assert conn.get_option("command_timeout") == 30
