@@ -24,7 +24,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (
     SpecError,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import import_libvirt
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Sleep, polls
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Sleep, paced_polls, polls
 
 # One agent round trip (libvirt adds a guest-sync before each command), in whole seconds as libvirt wants.
 CALL_TIMEOUT = 10
@@ -262,8 +262,12 @@ class GuestAgent:
         raise ExecTimeout(f"{self.name}: {what} (pid {pid}) ran longer than {timeout:g}s and {how}", result, killed)
 
     def _wait(self, pid: int, timeout: float, start: float) -> Optional[ExecResult]:
-        """Poll guest-exec-status until the process exits; None when ``timeout`` passes first."""
-        for _attempt in polls(timeout, clock=self._clock, sleep=self._sleep):
+        """Poll guest-exec-status until the process exits; None when ``timeout`` passes first.
+
+        Paced polls: the exit is seen at most ~10 % (or 10 ms) late. The backoff of ``polls`` was up
+        to 50 % late: ~285 instead of ~195 ms for a crun exec in exec_bench.
+        """
+        for _attempt in paced_polls(timeout, clock=self._clock, sleep=self._sleep):
             try:
                 status = self._call_obj("guest-exec-status", {"pid": pid})
             except AgentTimeout:

@@ -14,6 +14,10 @@ from typing import Callable, Iterator
 FIRST_SLEEP = 0.005
 SLEEP_FACTOR = 1.5
 MAX_SLEEP = 0.2
+# paced_polls: the interval is this fraction of the time waited so far, within [floor, cap].
+PACE = 0.1
+PACE_FLOOR = 0.01
+PACE_CAP = 0.5
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -74,6 +78,38 @@ def polls(
             return
         if delay >= remaining:
             # Sleep to the deadline, look once more, stop (no float dust keeps us looping).
+            sleep(remaining)
+            yield attempt
+            return
+        sleep(delay)
+        yield attempt
+        attempt += 1
+
+
+def paced_polls(
+    seconds: float,
+    *,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = time.sleep,
+    fraction: float = PACE,
+    floor: float = PACE_FLOOR,
+    cap: float = PACE_CAP,
+) -> Iterator[int]:
+    """Like ``polls``, with sleeps of ``fraction`` of the time waited so far, within [floor, cap].
+
+    For waits whose length is unknown and often short (a guest process): the end is seen at most
+    ``fraction`` late (or ``floor`` for short ones), where a doubling backoff can be 50 % late; a
+    long wait settles at one look per ``cap`` seconds.
+    """
+    deadline = Deadline(seconds, clock)
+    yield 0
+    attempt = 1
+    while True:
+        remaining = deadline.remaining
+        if remaining <= 0:
+            return
+        delay = min(max(deadline.elapsed * fraction, floor), cap)
+        if delay >= remaining:
             sleep(remaining)
             yield attempt
             return

@@ -143,7 +143,7 @@ def test_exec_success_sends_one_guest_exec_and_polls_status(agent: GuestAgent, t
     assert result.stderr == b"warn\n"
     assert (result.stdout_truncated, result.stderr_truncated) == (False, False)
     assert result.pid == 42
-    assert result.duration == pytest.approx(0.005 + 0.0075 + 0.01)
+    assert result.duration == pytest.approx(0.01 + 0.01 + 0.01)  # two paced sleeps of 10 ms, then the reply delay
     exec_request = transport.requests[0]
     assert exec_request == {
         "execute": "guest-exec",

@@ -183,7 +183,7 @@ def test_stop_many_spawns_every_stop_before_waiting_for_any(pod: GuestPod, guest
     assert kinds[:3] == ["spawn"] * 3 and "spawn" not in kinds[3:]
     assert guest.spawned() == [[HC, "stop", "web", "10"], [HC, "stop", "sleeper", "10"], [HC, "stop", "db"]]
     assert {pid for kind, pid in guest.events if kind == "status"} == {200, 201, 202}  # every one collected
-    assert clock.now - start == pytest.approx(10.0, abs=0.25)  # the longest, not 22.5
+    assert clock.now - start == pytest.approx(10.0, abs=0.55)  # the longest (seen at most PACE_CAP late), not 22.5
 
 
 def test_stop_many_of_nothing_does_nothing(pod: GuestPod, guest: ProcessGuest) -> None:

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Deadline, backoff, polls
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Deadline, backoff, paced_polls, polls
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.fake_agent import FakeClock
 
 
@@ -59,3 +59,36 @@ def test_deadline_on_an_injected_clock() -> None:
     assert (deadline.elapsed, deadline.remaining, deadline.expired) == (0.0, 5.0, False)
     clock.now += 7
     assert (deadline.elapsed, deadline.remaining, deadline.expired) == (7.0, 0.0, True)
+
+
+def test_paced_polls_sleep_a_tenth_of_the_time_waited() -> None:
+    clock = FakeClock()
+    start = clock.now
+    for _ in itertools.islice(paced_polls(600, clock=clock, sleep=clock.sleep), 60):
+        pass
+    # 10 ms while less than 100 ms have passed, then 10 % of the time waited.
+    assert clock.sleeps[:10] == pytest.approx([0.01] * 10)
+    for before, delay in zip(itertools.accumulate([0.0, *clock.sleeps]), clock.sleeps):
+        assert delay == pytest.approx(min(max(before * 0.1, 0.01), 0.5))
+    assert clock.now - start < 600
+
+
+def test_paced_polls_see_the_end_at_most_a_tenth_late() -> None:
+    # A process that ends at t is seen at the first look at or after t: at most max(10 ms, 10 %) later.
+    for ends in (0.004, 0.17, 0.195, 0.9, 4.2, 60.0):
+        clock = FakeClock()
+        start = clock.now
+        for _ in paced_polls(600, clock=clock, sleep=clock.sleep):
+            if clock.now - start >= ends:
+                break
+        late = clock.now - start - ends
+        assert late <= max(0.01, 0.1 * ends) + 1e-9, (ends, late)
+
+
+def test_paced_polls_settle_at_the_cap_and_end_at_the_deadline() -> None:
+    clock = FakeClock()
+    start = clock.now
+    attempts = list(paced_polls(30, clock=clock, sleep=clock.sleep))
+    assert clock.now - start == pytest.approx(30)
+    assert max(clock.sleeps) == pytest.approx(0.5)
+    assert attempts == list(range(len(attempts)))
