@@ -2,6 +2,7 @@
 #   make demo         set up this machine as a hyper host, build the guest image, run the demo
 #   make test         everything CI runs: lint, sanity, unit and integration tests
 #   make bench        the boot and pod-start benchmarks (figures, not tests)
+#   make bench-deps   community.libvirt (from the ansible package on PyPI) for bench/ansible_bench.py
 #   make integration TARGETS=guest_image   one integration target
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -19,7 +20,7 @@ export MYPYPATH := $(COLLECTIONS)
 export ANSIBLE_FORCE_COLOR ?= 0
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help demo test lint sanity units integration bench collection testroot clean
+.PHONY: help demo test lint sanity units integration bench bench-deps collection testroot clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -66,6 +67,15 @@ integration: testroot
 bench: collection
 	$(PYTHON) bench/boot.py --images default
 	$(PYTHON) bench/pod_start.py
+
+# community.libvirt's libvirt_qemu connection, the baseline of bench/ansible_bench.py. It ships in
+# the ansible package on PyPI; only that collection is unpacked.
+BENCH_ANSIBLE ?= ansible>=10,<11
+bench-deps:
+	@rm -rf .build/bench && mkdir -p .build/bench/collections
+	$(PYTHON) -m pip download --quiet --no-deps --dest .build/bench '$(BENCH_ANSIBLE)'
+	$(PYTHON) -c 'import glob, zipfile; w = zipfile.ZipFile(glob.glob(".build/bench/ansible-*.whl")[0]); \
+	  w.extractall(".build/bench/collections", [n for n in w.namelist() if n.startswith("ansible_collections/community/libvirt/")])'
 
 clean:
 	rm -rf .build tests/output
