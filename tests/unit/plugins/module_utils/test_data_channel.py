@@ -99,7 +99,7 @@ def test_domain_xml_has_the_data_channels() -> None:
         data_channels=dc.DATA_CHANNELS,
     )
     xml = render_domain_xml(spec)
-    assert xml.count("<channel type=\"unix\">") == 1 + dc.DATA_CHANNEL_COUNT
+    assert xml.count('<channel type="unix">') == 1 + dc.DATA_CHANNEL_COUNT
     assert '<target type="virtio" name="org.hyper.pods.data.0" />' in xml
     assert '<target type="virtio" name="org.hyper.pods.data.1" />' in xml
 
