@@ -92,11 +92,22 @@ class PodRuntime:
 
     # -- start -------------------------------------------------------------------------------
 
-    def boot(self, dom: Domain, pod: str, vm_id: str, containers: Sequence[PreparedContainer], *, wait: bool, timeout: float) -> None:
+    def boot(
+        self,
+        dom: Domain,
+        pod: str,
+        vm_id: str,
+        containers: Sequence[PreparedContainer],
+        *,
+        wait: bool,
+        timeout: float,
+        setup: Optional[Callable[[GuestAgent], None]] = None,
+    ) -> None:
         """Start the VM, wait for its agent, write and start every container, and wait for them to run.
 
         ``timeout`` bounds the whole boot. On failure the VM is left to the caller (who destroys
         it) and a PodError names the step, the pod and the container, with a console or log tail.
+        ``setup`` runs once the agent answers, before any container is written (volumes, files).
         """
         deadline = Deadline(timeout, self.clock)
         started = self.clock()
@@ -108,6 +119,10 @@ class PodRuntime:
             agent = self.agent(dom, vm_id)
             agent.wait_ready(max(deadline.remaining, 1.0), is_alive=lambda: self.client.is_active(dom))
             self.timings["agent_ready"] = round(self.clock() - started, 3)
+            if setup is not None:
+                step = "preparing the pod's volumes and files"
+                setup(agent)
+                self.timings["storage_ready"] = round(self.clock() - started, 3)
             guest = self.make_guest_pod(agent)
             for prepared in containers:
                 container = prepared.name
