@@ -53,9 +53,9 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.volumes import (
 MOUNT_DISK_SCRIPT = r"""
 dev=
 for f in /sys/block/vd*/serial; do
-	v=
-	read -r v <"$f" 2>/dev/null
-	if [ "$v" = "$1" ]; then d=${f%/serial}; dev=/dev/${d##*/}; break; fi
+    v=
+    read -r v <"$f" 2>/dev/null
+    if [ "$v" = "$1" ]; then d=${f%/serial}; dev=/dev/${d##*/}; break; fi
 done
 [ -n "$dev" ] || { echo "no disk with serial $1 in the guest" >&2; exit 1; }
 mkdir -p "$2" || exit 1

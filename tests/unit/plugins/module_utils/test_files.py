@@ -67,7 +67,7 @@ def test_content_never_in_a_message_or_the_stored_spec() -> None:
     with pytest.raises(SpecError) as err:
         normalise_pod(_pod([{"path": "/x", "content": SECRET, "src": "/y"}]))
     assert SECRET not in err.value.message
-    spec, _ = normalise_pod(_pod([{"path": "/x", "content": SECRET, "mode": "0400", "owner": "nobody"}]))
+    spec = normalise_pod(_pod([{"path": "/x", "content": SECRET, "mode": "0400", "owner": "nobody"}]))[0]
     assert SECRET not in repr(spec)
     stored = spec.to_stored(accelerator="tcg", guest={}, digests={})
     files = stored["containers"][0]["files"]
@@ -83,12 +83,12 @@ def test_digest_is_salted_by_pod_container_and_path() -> None:
 def test_src_is_read_on_the_host(tmp_path: Any) -> None:
     src = tmp_path / "conf"
     src.write_bytes(b"\x00binary\xff")
-    spec, _ = normalise_pod(_pod([{"path": "/etc/conf", "src": str(src)}]))
+    spec = normalise_pod(_pod([{"path": "/etc/conf", "src": str(src)}]))[0]
     loaded = read_file_sources(spec)
     assert loaded.containers[0].files[0].data == b"\x00binary\xff"
     stored = loaded.to_stored(accelerator="tcg", guest={}, digests={})["containers"][0]["files"][0]
     assert stored["src"] == str(src) and stored["sha256"] == fl.file_digest("p", "app", "/etc/conf", b"\x00binary\xff")
-    missing, _ = normalise_pod(_pod([{"path": "/etc/conf", "src": str(tmp_path / "missing")}]))
+    missing = normalise_pod(_pod([{"path": "/etc/conf", "src": str(tmp_path / "missing")}]))[0]
     with pytest.raises(SpecError, match="cannot be read") as err:
         read_file_sources(missing)
     assert err.value.option == "containers[app].files[0].src"
