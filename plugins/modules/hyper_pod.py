@@ -18,9 +18,10 @@ description:
   - Container images are copied into the host's image cache with C(skopeo), unpacked with C(umoci)
     and attached to the VM as read-only disks shared by every pod that uses the same image digest.
   - Options that are not set are not compared with the existing pod, and keep their stored values.
-    A change of O(containers) (including a new image digest), O(memory), O(vcpus), O(hostname),
-    O(guest_image), O(kernel), O(initrd), O(kernel_args) or O(accelerator) replaces the VM; a change
-    of O(labels) only updates the metadata.
+    A change of O(containers) (including a new image digest or injected file content), O(volumes),
+    O(memory), O(vcpus), O(hostname), O(guest_image), O(kernel), O(initrd), O(kernel_args) or
+    O(accelerator) replaces the VM; a change of O(labels) only updates the metadata. Volumes keep
+    their data across a new VM.
   - If creating or starting the pod fails (missing image, kernel panic, guest agent silent for
     O(wait_timeout) seconds, a container that exits at once), the new VM is destroyed and undefined
     and its console log removed. The error names the step, the pod and the container, and shows the

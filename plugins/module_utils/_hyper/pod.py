@@ -96,8 +96,8 @@ def ensure_pod(params: Mapping[str, Any], check_mode: bool, diff: bool = False, 
             digests = images.digests(spec.containers, pull, check_mode) if new or "containers" in user_set else {}
             desired = spec.to_stored(accelerator=accelerator or "", guest=guest, digests=digests)
             plan = plan_pod(desired, user_set, current, state, recreate)
-            if plan.changed:
-                # Bad storage fails here, in check mode too, before anything is made.
+            if plan.new_vm or {"start", "restart"} & set(plan.actions):
+                # Bad storage fails here, in check mode too, before anything is made (a stop never needs it).
                 check_volume_users(pods, spec.name, plan.spec.get("volumes") or [])
                 PodStorage(root, plan.spec).check()
 
