@@ -111,7 +111,9 @@ def ensure_pod(params: Mapping[str, Any], check_mode: bool, diff: bool = False, 
             return result
 
         runtime = PodRuntime(client, root, deps.make_transport, deps.make_guest_pod, deps.clock, deps.sleep, deps.timings)
-        dom = _apply(client, runtime, deps, plan, found, root, task_files(spec), wait=wait, wait_timeout=wait_timeout, stop_timeout=stop_timeout)
+        dom = None
+        if set(plan.actions) != {"purge_volumes"}:  # only a purge: the pod is gone already
+            dom = _apply(client, runtime, deps, plan, found, root, task_files(spec), wait=wait, wait_timeout=wait_timeout, stop_timeout=stop_timeout)
         if purge:
             result["volumes_removed"] = purge_volumes(purge)
         if dom is None:
