@@ -27,6 +27,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_storage impo
     check_volume_users,
     purge_volumes,
     read_file_sources,
+    sync_timeout,
     task_files,
     volumes_to_purge,
 )
@@ -151,7 +152,7 @@ def _apply(
         contents = storage.contents(files, found.current.vm_id if found else None)
         storage.create_volumes()
     if found is not None and ("remove" in actions or "recreate" in actions):
-        runtime.stop(found.dom, found.current.vm_id, found.current.spec.get("containers") or [], stop_timeout)
+        runtime.stop(found.dom, found.current.vm_id, found.current.spec.get("containers") or [], stop_timeout, sync_timeout(found.current.spec))
         client.undefine(found.dom)
         remove_files(root, found.current.vm_id)
         if "remove" in actions:
@@ -179,7 +180,7 @@ def _apply(
     if "update_labels" in actions:
         client.set_metadata(dom, stored_metadata(spec))
     if "stop" in actions or "restart" in actions:
-        runtime.stop(dom, vm_id, spec.get("containers") or [], stop_timeout)
+        runtime.stop(dom, vm_id, spec.get("containers") or [], stop_timeout, sync_timeout(spec))
     if "start" in actions or "restart" in actions:
         _start_existing(client, runtime, deps, dom, vm_id, spec, root, wait=wait, wait_timeout=wait_timeout)
     return dom

@@ -165,7 +165,7 @@ class PodRuntime:
 
     # -- stop --------------------------------------------------------------------------------
 
-    def stop(self, dom: Domain, vm_id: str, containers: Sequence[Mapping[str, Any]], timeout: float) -> None:
+    def stop(self, dom: Domain, vm_id: str, containers: Sequence[Mapping[str, Any]], timeout: float, sync_timeout: float = SYNC_TIMEOUT) -> None:
         """Stop all containers at once (each its stop_signal, then SIGKILL after its stop_timeout), sync, destroy.
 
         The containers get ``min(their stop_timeout, timeout)``, in parallel. A guest whose agent
@@ -192,7 +192,7 @@ class PodRuntime:
                     guest.stop_many([(str(c["name"]), min(float(c.get("stop_timeout", 10)), budget)) for c in containers])
             self.timings["containers_stopped"] = round(self.clock() - started, 3)
             with contextlib.suppress(HyperError):
-                agent.wait(agent.spawn(SYNC_ARGV), SYNC_TIMEOUT, what="sync", kill=False)
+                agent.wait(agent.spawn(SYNC_ARGV), sync_timeout, what="sync", kill=False)
                 self.timings["synced"] = round(self.clock() - started, 3)
         except HyperError:
             pass  # the agent is gone: power off all the same

@@ -30,6 +30,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.files import (
     stage_files,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.oci import ImageCache, ResolvedImage, parse_image_ref
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_runtime import SYNC_TIMEOUT
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_vm import FoundPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.runner import Runner, run
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.spec import PodSpec
@@ -62,6 +63,9 @@ mkdir -p "$2" || exit 1
 mount -t ext4 -o "$3" "$dev" "$2"
 """
 MOUNT_TIMEOUT = 60.0
+# The guest's sync before its VM is destroyed: with a disk volume it writes the volume's data, which
+# can take a while under TCG; without one it is nearly free (pod_runtime.SYNC_TIMEOUT).
+VOLUME_SYNC_TIMEOUT = 60.0
 FILE_TIMEOUT = 30.0
 
 
@@ -228,6 +232,11 @@ class PodStorage:
         if result.rc != 0:
             reason = result.stderr.decode("utf-8", errors="replace").strip() or f"exit code {result.rc}, signal {result.signal}"
             raise AgentError(f"{agent.name}: {what} failed: {reason}")
+
+
+def sync_timeout(spec: Mapping[str, Any]) -> float:
+    """How long the stop waits for the guest's sync: long enough for a disk volume's dirty data."""
+    return VOLUME_SYNC_TIMEOUT if disk_volumes(spec) else SYNC_TIMEOUT
 
 
 def read_file_sources(spec: PodSpec) -> PodSpec:

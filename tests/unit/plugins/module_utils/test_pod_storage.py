@@ -13,13 +13,16 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.domain_xml impor
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.files import FileSpec, file_digest
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.plan import CurrentPod, plan_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_runtime import SYNC_TIMEOUT
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_storage import (
     MOUNT_DISK_SCRIPT,
+    VOLUME_SYNC_TIMEOUT,
     GuestFile,
     PodStorage,
     add_mounts,
     check_volume_users,
     mount_options,
+    sync_timeout,
     volumes_to_purge,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_vm import FoundPod
@@ -168,3 +171,8 @@ def test_a_volume_change_replaces_the_vm() -> None:
     assert plan.actions == ["recreate", "start"] and plan.differences == ["volumes"]
     same = plan_pod(dict(stored), frozenset({"volumes"}), current, "started")
     assert not same.changed
+
+
+def test_a_pod_with_a_disk_volume_waits_longer_for_its_sync() -> None:
+    assert sync_timeout(SPEC) == VOLUME_SYNC_TIMEOUT > SYNC_TIMEOUT
+    assert sync_timeout({"volumes": [SPEC["volumes"][1]]}) == SYNC_TIMEOUT == sync_timeout({})
