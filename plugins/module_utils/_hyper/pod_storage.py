@@ -66,7 +66,6 @@ MOUNT_TIMEOUT = 60.0
 # The guest's sync before its VM is destroyed: with a disk volume it writes the volume's data, which
 # can take a while under TCG; without one it is nearly free (pod_runtime.SYNC_TIMEOUT).
 VOLUME_SYNC_TIMEOUT = 60.0
-FILE_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
