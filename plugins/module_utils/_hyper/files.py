@@ -160,7 +160,9 @@ def stage_files(root: str, vm_id: str, contents: Mapping[str, Sequence[bytes]]) 
     for name, items in contents.items():
         for index, data in enumerate(items):
             path = host_file(root, vm_id, name, index)
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            # Every directory from <root>/pods/<vm id> down is root's alone (makedirs sets the mode of the last only).
+            for directory in (pod_dir(root, vm_id), os.path.dirname(os.path.dirname(path)), os.path.dirname(path)):
+                os.makedirs(directory, mode=0o700, exist_ok=True)
             fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)

@@ -152,8 +152,13 @@ def _apply(
         contents = storage.contents(files, found.current.vm_id if found else None)
         storage.create_volumes()
     if found is not None and ("remove" in actions or "recreate" in actions):
-        runtime.stop(found.dom, found.current.vm_id, found.current.spec.get("containers") or [], stop_timeout, sync_timeout(found.current.spec))
-        client.undefine(found.dom)
+        try:
+            runtime.stop(found.dom, found.current.vm_id, found.current.spec.get("containers") or [], stop_timeout, sync_timeout(found.current.spec))
+            client.undefine(found.dom)
+        except BaseException:
+            if plan.new_vm:
+                storage.undo()
+            raise
         remove_files(root, found.current.vm_id)
         if "remove" in actions:
             return None

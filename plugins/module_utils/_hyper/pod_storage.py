@@ -115,10 +115,14 @@ class PodStorage:
     def create_volumes(self) -> list[str]:
         """Create the disk volumes that do not exist yet; remember them so that ``undo`` can remove them."""
         self.check()
-        for volume in disk_volumes(self.spec):
-            made = create_volume(self.root, volume, self.runner)
-            if made:
-                self.created.append(made)
+        try:
+            for volume in disk_volumes(self.spec):
+                made = create_volume(self.root, volume, self.runner)
+                if made:
+                    self.created.append(made)
+        except BaseException:
+            self.undo()  # the volumes made before the one that failed
+            raise
         return list(self.created)
 
     def undo(self) -> None:

@@ -279,7 +279,7 @@ def create_volume(root: str, volume: Mapping[str, Any], runner: Runner = run) ->
     os.makedirs(directory, mode=0o711, exist_ok=True)  # qemu (libvirt-qemu) must traverse it
     fd, raw = tempfile.mkstemp(prefix=f".tmp-{name}-", suffix=".raw", dir=directory)
     os.close(fd)
-    converted = raw[: -len(".raw")] + "." + fmt
+    converted = raw[: -len(".raw")] + ".out." + fmt  # never the raw file itself, whatever the format
     try:
         os.truncate(raw, size)
         mkfs = ["mke2fs", "-q", "-F", "-t", "ext4", "-m", "0", "-L", name[:16], "-E", "root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0", raw]

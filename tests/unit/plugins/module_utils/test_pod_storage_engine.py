@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper import pod_storage
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ContainerError, SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ContainerError, ImageError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.files import host_file
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_runtime import PodDeps, PodError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.volumes import volume_serial
@@ -196,3 +196,16 @@ def test_a_stop_never_needs_the_host_directory(h: StorageHarness) -> None:
 
 def test_fake_domain_is_the_one_of_test_pod() -> None:
     assert FakeDomain.__module__.endswith("test_pod")
+
+
+def test_a_volume_that_cannot_be_made_takes_the_ones_made_before_it(h: StorageHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    def create(root: str, volume: Mapping[str, Any], runner: Any = None) -> Any:
+        if volume["name"] == "second":
+            raise ImageError("cannot create the volume second: mke2fs failed")
+        return fake_create(root, volume)
+
+    monkeypatch.setattr(pod_storage, "create_volume", create)
+    volumes = [{"name": "data", "size": "64M"}, {"name": "second", "size": "64M"}]
+    with pytest.raises(ImageError):
+        h.run(**params(h, volumes=volumes, containers=[{"name": "app", "image": "docker://busybox:1.36"}]))
+    assert h.pods() == [] and os.listdir(h.root / "volumes") == []

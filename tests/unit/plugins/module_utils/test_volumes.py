@@ -174,16 +174,20 @@ class FakeRunner:
 DISK = {"name": "data", "kind": "disk", "size": 64 << 20, "format": "qcow2"}
 
 
-def test_create_volume_once(tmp_path: Any) -> None:
+@pytest.mark.parametrize("fmt", ["qcow2", "raw"])
+def test_create_volume_once(tmp_path: Any, fmt: str) -> None:
     runner = FakeRunner()
-    path = vol.create_volume(str(tmp_path), DISK, runner)
-    assert path == str(tmp_path / "volumes" / "data.qcow2")
+    disk = {**DISK, "format": fmt}
+    path = vol.create_volume(str(tmp_path), disk, runner)
+    assert path == str(tmp_path / "volumes" / f"data.{fmt}")
+    convert = runner.argvs[1]
+    assert convert[:7] == ["qemu-img", "convert", "-q", "-f", "raw", "-O", fmt] and convert[-2] != convert[-1]
     with open(path, "rb") as handle:
         assert handle.read() == b"EXT4"
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
-    assert os.listdir(tmp_path / "volumes") == ["data.qcow2"]  # no temporary file left
+    assert os.listdir(tmp_path / "volumes") == [f"data.{fmt}"]  # no temporary file left
     assert runner.argvs[0][:5] == ["mke2fs", "-q", "-F", "-t", "ext4"]
-    assert vol.create_volume(str(tmp_path), DISK, runner) is None  # exists: left alone
+    assert vol.create_volume(str(tmp_path), disk, runner) is None  # exists: left alone
     assert len(runner.argvs) == 2
 
 
