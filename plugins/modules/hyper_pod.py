@@ -462,7 +462,7 @@ pod:
       sample: default
     volumes:
       description:
-        - The pod's volumes as stored: disk volumes (C(kind=disk), C(size) in bytes, C(format)) and host
+        - The pod's volumes as stored, disk volumes (C(kind=disk), C(size) in bytes, C(format)) and host
           directories (C(kind=host), C(host_path)). Empty when it has none.
       type: list
       elements: dict
