@@ -67,8 +67,9 @@ def ensure_pod(params: Mapping[str, Any], check_mode: bool, diff: bool = False, 
     """Bring the pod named in ``params`` to ``params['state']``; return the module result (changed, actions, pod, diff)."""
     deps = deps or PodDeps()
     spec, user_set = normalise_pod(params)
-    spec = read_file_sources(spec)
     state = str(params.get("state") or "started")
+    if state != "absent":  # a removal needs no file content
+        spec = read_file_sources(spec)
     root = str(params.get("root") or DEFAULT_ROOT)
     pull = check_pull_policy(params.get("pull") or DEFAULT_PULL_POLICY)
     recreate = bool(params.get("recreate"))

@@ -209,3 +209,10 @@ def test_a_volume_that_cannot_be_made_takes_the_ones_made_before_it(h: StorageHa
     with pytest.raises(ImageError):
         h.run(**params(h, volumes=volumes, containers=[{"name": "app", "image": "docker://busybox:1.36"}]))
     assert h.pods() == [] and os.listdir(h.root / "volumes") == []
+
+
+def test_a_removal_never_reads_src_files(h: StorageHarness) -> None:
+    containers = [{"name": "app", "image": "docker://busybox:1.36", "files": [{"path": "/etc/x", "src": str(h.root / "gone")}]}]
+    assert h.run(state="absent", containers=containers)["changed"] is False
+    with pytest.raises(SpecError, match="cannot be read"):
+        h.run(containers=containers)
