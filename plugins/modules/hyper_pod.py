@@ -256,7 +256,7 @@ options:
         type: str
       format:
         description:
-          - Image format of a disk volume.
+          - Image format of a disk volume, V(qcow2) when not given. Both are sparse on the host.
         type: str
         choices: [qcow2, raw]
       host_path:
