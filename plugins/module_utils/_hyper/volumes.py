@@ -237,6 +237,25 @@ def virtual_size(path: str, fmt: str, runner: Runner = run) -> int:
     return int(info.get("virtual-size") or 0)
 
 
+# Where QEMU's vhost-user descriptions point libvirt at virtiofsd, and where distributions put it.
+VHOST_USER_DIRS = ("/etc/qemu/vhost-user", "/usr/share/qemu/vhost-user")
+VIRTIOFSD_PATHS = ("/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd", "/usr/bin/virtiofsd")
+
+
+def find_virtiofsd(vhost_user_dirs: Sequence[str] = VHOST_USER_DIRS, paths: Sequence[str] = VIRTIOFSD_PATHS) -> Optional[str]:
+    """The virtiofsd libvirt would start: from a vhost-user description of type ``fs``, else a known path."""
+    for directory in vhost_user_dirs:
+        with contextlib.suppress(OSError):
+            for entry in sorted(os.listdir(directory)):
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    with open(os.path.join(directory, entry), encoding="utf-8") as handle:
+                        described = json.load(handle)
+                    binary = described.get("binary")
+                    if described.get("type") == "fs" and isinstance(binary, str) and os.access(binary, os.X_OK):
+                        return binary
+    return next((path for path in paths if os.access(path, os.X_OK)), None)
+
+
 def check_volumes(root: str, volumes: Sequence[Mapping[str, Any]], runner: Runner = run) -> None:
     """What can be checked on the host before anything is made: host directories exist, existing volumes fit.
 
@@ -249,6 +268,10 @@ def check_volumes(root: str, volumes: Sequence[Mapping[str, Any]], runner: Runne
             path = str(volume["host_path"])
             if not os.path.isdir(path):
                 raise SpecError(f"{where}.host_path", path, "is not an existing directory on the hyper host")
+            if find_virtiofsd() is None:
+                raise SpecError(
+                    f"{where}.host_path", path, "needs virtiofsd on the hyper host, and there is none: install it (bindep.txt; the hyper.pods.host role does)"
+                )
             continue
         wanted = volume_path(root, str(volume["name"]), str(volume["format"]))
         for found in existing_volume_files(root, str(volume["name"])):

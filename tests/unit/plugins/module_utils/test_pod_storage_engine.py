@@ -72,6 +72,8 @@ def h(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StorageHarness:
     (tmp_path / "run").mkdir()
     (tmp_path / "share").mkdir()
     monkeypatch.setattr(pod_storage, "create_volume", fake_create)
+    # No dependence on the test machine's virtiofsd.
+    monkeypatch.setattr("ansible_collections.hyper.pods.plugins.module_utils._hyper.volumes.find_virtiofsd", lambda: "/usr/libexec/virtiofsd")
     # The fake volumes are no qcow2: report their declared size.
     monkeypatch.setattr("ansible_collections.hyper.pods.plugins.module_utils._hyper.volumes.virtual_size", lambda path, fmt, runner=None: 64 << 20)
     return StorageHarness(tmp_path)

@@ -198,7 +198,8 @@ def test_a_failed_create_leaves_no_file(tmp_path: Any, tool: str) -> None:
     assert os.listdir(tmp_path / "volumes") == []
 
 
-def test_check_volumes(tmp_path: Any) -> None:
+def test_check_volumes(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vol, "find_virtiofsd", lambda: "/usr/libexec/virtiofsd")
     root = str(tmp_path)
     runner = FakeRunner()
     vol.check_volumes(root, [DISK, {"name": "s", "kind": "host", "host_path": root}], runner)  # nothing exists yet: fine
@@ -222,3 +223,24 @@ def test_remove_volume(tmp_path: Any) -> None:
     assert vol.remove_volume(root, "data") == []
     with pytest.raises(SpecError):
         vol.remove_volume(root, "../etc")
+
+
+def test_find_virtiofsd(tmp_path: Any) -> None:
+    binary = tmp_path / "virtiofsd"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    described = tmp_path / "vhost-user"
+    described.mkdir()
+    (described / "10-gpu.json").write_text(json.dumps({"type": "gpu", "binary": "/bin/sh"}))
+    (described / "20-broken.json").write_text("{")
+    assert vol.find_virtiofsd([str(described)], []) is None
+    (described / "50-fs.json").write_text(json.dumps({"type": "fs", "binary": str(binary)}))
+    assert vol.find_virtiofsd([str(described), "/nonexistent"], []) == str(binary)
+    assert vol.find_virtiofsd(["/nonexistent"], ["/nonexistent/virtiofsd", str(binary)]) == str(binary)
+
+
+def test_a_share_without_virtiofsd_is_refused(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vol, "find_virtiofsd", lambda: None)
+    with pytest.raises(SpecError, match="needs virtiofsd") as err:
+        vol.check_volumes(str(tmp_path), [{"name": "s", "kind": "host", "host_path": str(tmp_path)}])
+    assert err.value.option == "volumes[s].host_path"
