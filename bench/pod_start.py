@@ -52,6 +52,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client i
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod import ensure_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_runtime import GuestPodApi, PodDeps, default_guest_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_vm import discard_vm, list_pods
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.volumes import remove_volume
 
 POD_PREFIX = PREFIX + "pod-"
 DEFAULT_IMAGE = "oci:/var/lib/hyper-test/images/oci:busybox"
@@ -264,19 +265,28 @@ class Bench:
 
     def pod_params(self, name: str, state: str, kernel_args: str = "") -> dict[str, Any]:
         params: dict[str, Any] = {"name": name, "state": state, "root": self.args.root, "uri": self.args.uri}
+        volumes = self.volumes(name)
         if state == "absent":
             # Removal is not measured: no graceful stop of `sleep` (PID 1 ignores SIGTERM).
             params["stop_timeout"] = 0
+            params.update(volumes=volumes, volumes_purge=True)
             return params
-        params.update(
-            memory=self.args.memory,
-            accelerator=self.args.accelerator,
-            guest_image=self.args.image,
-            containers=[{"name": CONTAINER, "image": self.args.container_image, "command": ["sleep", "3600"], "stop_timeout": 0}],
-        )
+        container: dict[str, Any] = {"name": CONTAINER, "image": self.args.container_image, "command": ["sleep", "3600"], "stop_timeout": 0}
+        if volumes:
+            container["volumes"] = [{"name": v["name"], "path": f"/mnt/{v['name']}"} for v in volumes]
+        params.update(memory=self.args.memory, accelerator=self.args.accelerator, guest_image=self.args.image, containers=[container], volumes=volumes or None)
         if kernel_args:
             params["kernel_args"] = kernel_args
         return params
+
+    def volumes(self, name: str) -> list[dict[str, Any]]:
+        """--share: a virtio-fs share (memfd memory backing); --volume: a disk volume made for this pod (purged with it)."""
+        volumes: list[dict[str, Any]] = []
+        if self.args.share:
+            volumes.append({"name": "share", "host_path": self.args.share})
+        if self.args.volume:
+            volumes.append({"name": name + "-vol", "size": self.args.volume})
+        return volumes
 
     def remove_pod(self, name: str) -> None:
         ensure_pod(self.pod_params(name, "absent"), False)
@@ -326,6 +336,9 @@ class Bench:
             for found in list_pods(self.client):
                 if found.current.spec.get("name") in self.pods:
                     discard_vm(self.client, found.dom, self.args.root, found.current.vm_id)
+        for name in self.pods:
+            with contextlib.suppress(OSError):
+                remove_volume(self.args.root, name + "-vol")
         self.pods.clear()
 
 
@@ -427,6 +440,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--accelerator", default="auto", choices=["auto", "kvm", "tcg"])
     parser.add_argument("--memory", type=int, default=128, help="MiB, both sides (the pod default)")
     parser.add_argument("--json", help="also write the samples to this file")
+    parser.add_argument("--share", metavar="DIR", help="give each pod this host directory as a virtio-fs volume (shared memfd memory)")
+    parser.add_argument("--volume", metavar="SIZE", help="give each pod a new disk volume of SIZE (made before the boot, purged after)")
     args = parser.parse_args(argv)
     if resolve_accelerator(args.accelerator, args.root) != "tcg":
         parser.error("the baseline XML is written for TCG (type='qemu'); run with --accelerator tcg")

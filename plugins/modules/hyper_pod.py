@@ -18,9 +18,10 @@ description:
   - Container images are copied into the host's image cache with C(skopeo), unpacked with C(umoci)
     and attached to the VM as read-only disks shared by every pod that uses the same image digest.
   - Options that are not set are not compared with the existing pod, and keep their stored values.
-    A change of O(containers) (including a new image digest), O(memory), O(vcpus), O(hostname),
-    O(guest_image), O(kernel), O(initrd), O(kernel_args) or O(accelerator) replaces the VM; a change
-    of O(labels) only updates the metadata.
+    A change of O(containers) (including a new image digest or injected file content), O(volumes),
+    O(memory), O(vcpus), O(hostname), O(guest_image), O(kernel), O(initrd), O(kernel_args) or
+    O(accelerator) replaces the VM; a change of O(labels) only updates the metadata. Volumes keep
+    their data across a new VM.
   - If creating or starting the pod fails (missing image, kernel panic, guest agent silent for
     O(wait_timeout) seconds, a container that exits at once), the new VM is destroyed and undefined
     and its console log removed. The error names the step, the pod and the container, and shows the
@@ -174,6 +175,103 @@ options:
           - Seconds to wait after O(containers[].stop_signal) before the container is killed.
         type: int
         default: 10
+      volumes:
+        description:
+          - Volumes of the pod (O(volumes)) mounted into this container. See C(docs/storage.md).
+        type: list
+        elements: dict
+        suboptions:
+          name:
+            description:
+              - The name of a volume declared in O(volumes).
+            type: str
+            required: true
+          path:
+            description:
+              - Absolute path in the container where the volume appears (created if missing).
+            type: str
+            required: true
+          read_only:
+            description:
+              - Mount it read-only in this container.
+            type: bool
+            default: false
+      files:
+        description:
+          - Files injected into the container at every start, like hyperd's C(files[]). Each is a bind mount
+            of a copy in the guest, so the container can write it but not replace it by a rename.
+          - The content is kept on the hyper host for later starts, under C(<root>/pods/<vm id>/files)
+            (mode 0600, removed with the pod). The stored spec and the diff show only a salted SHA-256 of it.
+        type: list
+        elements: dict
+        suboptions:
+          path:
+            description:
+              - Absolute path of the file in the container.
+            type: str
+            required: true
+          content:
+            description:
+              - The content, as text. It may be a secret, so this option is C(no_log).
+              - Give exactly one of O(containers[].files[].content) and O(containers[].files[].src).
+            type: str
+          src:
+            description:
+              - Absolute path of a file on the hyper host (where the module runs) to inject. A change of
+                its content replaces the VM, as a new image digest does.
+            type: path
+          mode:
+            description:
+              - Permissions, an octal string such as V('0640') (quote it).
+            type: raw
+            default: '0644'
+          owner:
+            description:
+              - V(UID[:GID]) or V(NAME[:GROUP]); names come from the container image's C(/etc/passwd) and
+                C(/etc/group).
+            type: str
+            default: '0:0'
+  volumes:
+    description:
+      - The pod's volumes, mounted into containers with O(containers[].volumes). Compared as a whole with the
+        stored list; a change replaces the VM. See C(docs/storage.md).
+      - A B(disk volume) (O(volumes[].size)) is a disk image C(<root>/volumes/<name>.<format>), created and
+        formatted (ext4) on first use and kept when the pod is removed, unless O(volumes_purge=true). It is
+        never resized or converted; a disk volume belongs to one pod at a time.
+      - A B(host directory) (O(volumes[].host_path)) is shared with virtio-fs; libvirt starts C(virtiofsd).
+        The pod's memory is then shared memory (memfd).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description:
+          - Name of the volume, unique within the pod and, for disk volumes, on the host. Lower-case letters,
+            digits, V(_), V(.) and V(-), starting with a letter or digit; no V(/).
+        type: str
+        required: true
+      size:
+        description:
+          - Size of a disk volume, such as V(512M) or V(2G) (powers of 1024), at least V(16M). Required for a
+            disk volume; only used to create it, and checked against an existing one.
+        type: str
+      format:
+        description:
+          - Image format of a disk volume, V(qcow2) when not given. Both are sparse on the host.
+        type: str
+        choices: [qcow2, raw]
+      host_path:
+        description:
+          - An existing directory on the hyper host to share into the pod (instead of a disk volume).
+          - Read-only is enforced by the guest's mount and the containers' bind mounts; libvirt 9 cannot make
+            a virtio-fs share read-only on the host side.
+        type: path
+  volumes_purge:
+    description:
+      - With O(state=absent), also delete the pod's disk volumes (those it has, and those given in
+        O(volumes)), even when the pod is gone already. Host directories are never touched.
+      - Without it, removing a pod never deletes a volume.
+    type: bool
+    default: false
   default_transport:
     description:
       - Transport for a bare O(containers[].image) name. V(docker://) (Docker Hub), or
@@ -269,17 +367,56 @@ EXAMPLES = r"""
   hyper.pods.hyper_pod:
     name: web
     state: absent
+
+- name: A database with a named volume, a shared host directory and an injected file
+  hyper.pods.hyper_pod:
+    name: db
+    volumes:
+      - name: db-data
+        size: 2G
+        format: qcow2
+      - name: db-backups
+        host_path: /srv/backups
+    containers:
+      - name: db
+        image: docker://busybox:1.36
+        command: [sh, -c, "exec httpd -f -p 8080 -h /data"]
+        volumes:
+          - name: db-data
+            path: /data
+          - name: db-backups
+            path: /backups
+            read_only: true
+        files:
+          - path: /etc/db/password
+            content: "{{ db_password }}"
+            mode: "0400"
+            owner: "1000:1000"
+
+- name: Remove that pod and its volume (the host directory is kept)
+  hyper.pods.hyper_pod:
+    name: db
+    state: absent
+    volumes_purge: true
 """
 
 RETURN = r"""
 actions:
   description:
     - What was done (or would be done in check mode), in order.
-    - Among V(create), V(recreate), V(start), V(stop), V(restart), V(remove) and V(update_labels).
+    - Among V(create), V(recreate), V(start), V(stop), V(restart), V(remove), V(update_labels) and
+      V(purge_volumes).
   returned: always
   type: list
   elements: str
   sample: [create, start]
+volumes_removed:
+  description:
+    - The volume files deleted (or to be deleted, in check mode) by O(volumes_purge=true).
+  returned: when volumes were purged
+  type: list
+  elements: str
+  sample: [/var/lib/hyper/volumes/data.qcow2]
 pod:
   description:
     - The pod after the task. Empty when it is absent.
@@ -323,6 +460,13 @@ pod:
       description: Name of the guest image; V(null) for an explicit O(kernel) and O(initrd).
       type: str
       sample: default
+    volumes:
+      description:
+        - The pod's volumes as stored, disk volumes (C(kind=disk), C(size) in bytes, C(format)) and host
+          directories (C(kind=host), C(host_path)). Empty when it has none.
+      type: list
+      elements: dict
+      sample: [{name: db-data, kind: disk, size: 2147483648, format: qcow2}]
     labels:
       description: Labels of the pod.
       type: dict
@@ -412,6 +556,26 @@ CONTAINER_OPTIONS = {
     "restart_policy": {"type": "str", "choices": ["never", "on-failure", "always"], "default": "never"},
     "stop_signal": {"type": "str", "default": "SIGTERM"},
     "stop_timeout": {"type": "int", "default": 10},
+    "volumes": {
+        "type": "list",
+        "elements": "dict",
+        "options": {"name": {"type": "str", "required": True}, "path": {"type": "str", "required": True}, "read_only": {"type": "bool", "default": False}},
+    },
+    "files": {
+        "type": "list",
+        "elements": "dict",
+        "options": {
+            "path": {"type": "str", "required": True},
+            # no_log: the content may be a secret.
+            "content": {"type": "str", "no_log": True},
+            "src": {"type": "path"},
+            # raw: "0640" as a string, or YAML's octal 0640 as an int; the library checks both.
+            "mode": {"type": "raw", "default": "0644"},
+            "owner": {"type": "str", "default": "0:0"},
+        },
+        "mutually_exclusive": [("content", "src")],
+        "required_one_of": [("content", "src")],
+    },
 }
 
 ARGUMENT_SPEC = with_common_args(
@@ -428,6 +592,18 @@ ARGUMENT_SPEC = with_common_args(
         "initrd": {"type": "path"},
         "kernel_args": {"type": "str"},
         "containers": {"type": "list", "elements": "dict", "options": CONTAINER_OPTIONS},
+        "volumes": {
+            "type": "list",
+            "elements": "dict",
+            "options": {
+                "name": {"type": "str", "required": True},
+                "size": {"type": "str"},
+                "format": {"type": "str", "choices": ["qcow2", "raw"]},
+                "host_path": {"type": "path"},
+            },
+            "mutually_exclusive": [("size", "host_path"), ("format", "host_path")],
+        },
+        "volumes_purge": {"type": "bool", "default": False},
         "default_transport": {"type": "str", "default": "docker://"},
         "pull": {"type": "str", "choices": ["missing", "always"], "default": "missing"},
         "wait": {"type": "bool", "default": True},

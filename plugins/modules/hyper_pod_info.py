@@ -127,6 +127,13 @@ pods:
       description: Name of the guest image; V(null) for an explicit kernel and initrd.
       type: str
       sample: default
+    volumes:
+      description:
+        - The pod's volumes as stored, disk volumes (C(kind=disk), C(size) in bytes, C(format)) and host
+          directories (C(kind=host), C(host_path)). Empty when it has none.
+      type: list
+      elements: dict
+      sample: [{name: db-data, kind: disk, size: 2147483648, format: qcow2}]
     labels:
       description: Labels of the pod.
       type: dict

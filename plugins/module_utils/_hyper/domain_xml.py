@@ -34,6 +34,14 @@ class DiskSpec:
 
 
 @dataclass(frozen=True)
+class FilesystemSpec:
+    """A host directory shared with virtio-fs (libvirt starts virtiofsd); the guest mounts it by ``tag``."""
+
+    source: str
+    tag: str
+
+
+@dataclass(frozen=True)
 class DomainSpec:
     """Everything the domain XML says; plain values only, checked by render_domain_xml."""
 
@@ -50,6 +58,8 @@ class DomainSpec:
     uuid: Optional[str] = None
     metadata: Optional[Any] = None
     disks: tuple[DiskSpec, ...] = field(default_factory=tuple)
+    # Any filesystem makes the guest memory shared (memfd): virtiofsd maps it.
+    filesystems: tuple[FilesystemSpec, ...] = field(default_factory=tuple)
     machine: str = MACHINE
     on_reboot: str = "destroy"
     # Extra virtio-serial ports with a unix socket on the host (bulk file copies, data_channel.py).
@@ -88,6 +98,10 @@ def render_domain_xml(spec: DomainSpec) -> str:
         meta.text = json.dumps(spec.metadata, sort_keys=True, separators=(",", ":"))
     _sub(domain, "memory", str(spec.memory_mib), unit="MiB")
     _sub(domain, "vcpu", str(spec.vcpus))
+    if spec.filesystems:
+        backing = _sub(domain, "memoryBacking")
+        _sub(backing, "source", type="memfd")
+        _sub(backing, "access", mode="shared")
 
     os_ = _sub(domain, "os")
     _sub(os_, "type", "hvm", arch="x86_64", machine=spec.machine)
@@ -112,6 +126,11 @@ def render_domain_xml(spec: DomainSpec) -> str:
         _sub(element, "serial", disk.serial)
         if disk.readonly:
             _sub(element, "readonly")
+    for share in spec.filesystems:
+        element = _sub(devices, "filesystem", type="mount", accessmode="passthrough")
+        _sub(element, "driver", type="virtiofs")
+        _sub(element, "source", dir=share.source)
+        _sub(element, "target", dir=share.tag)
     serial = _sub(devices, "serial", type="file")
     _sub(serial, "source", path=spec.console_log, append="off")
     _sub(serial, "target", port="0")

@@ -15,10 +15,10 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.spec import FIEL
 
 # A change to any of these needs a new VM: they are in the domain XML, the kernel command line,
 # or the guest's containers, none of which a running guest can take over.
-RECREATE_FIELDS = ("accelerator", "containers", "guest", "hostname", "kernel_args", "memory", "vcpus")
+RECREATE_FIELDS = ("accelerator", "containers", "guest", "hostname", "kernel_args", "memory", "vcpus", "volumes")
 # Only in the metadata: updated in place.
 METADATA_FIELDS = ("labels",)
-ACTIONS = ("create", "recreate", "start", "stop", "restart", "remove", "update_labels")
+ACTIONS = ("create", "recreate", "start", "stop", "restart", "remove", "update_labels", "purge_volumes")
 RUNNING = "running"
 STOPPED = "stopped"
 ABSENT = "absent"

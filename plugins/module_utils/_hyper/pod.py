@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.domain_xml import render_domain_xml
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, ImageError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host import DEFAULT_ROOT, resolve_accelerator
@@ -19,11 +21,22 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.oci import DEFAU
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.plan import Plan, masked_diff, plan_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_info import pod_view, predicted_view
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_runtime import DEFAULT_STOP_TIMEOUT, DEFAULT_WAIT_TIMEOUT, PodDeps, PodRuntime
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_storage import (
+    PodStorage,
+    add_mounts,
+    check_volume_users,
+    purge_volumes,
+    read_file_sources,
+    sync_timeout,
+    task_files,
+    volumes_to_purge,
+)
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_vm import (
     FoundPod,
     discard_vm,
     domain_spec,
     find_pod,
+    list_pods,
     new_vm_id,
     remove_files,
     stored_metadata,
@@ -55,6 +68,8 @@ def ensure_pod(params: Mapping[str, Any], check_mode: bool, diff: bool = False, 
     deps = deps or PodDeps()
     spec, user_set = normalise_pod(params)
     state = str(params.get("state") or "started")
+    if state != "absent":  # a removal needs no file content
+        spec = read_file_sources(spec)
     root = str(params.get("root") or DEFAULT_ROOT)
     pull = check_pull_policy(params.get("pull") or DEFAULT_PULL_POLICY)
     recreate = bool(params.get("recreate"))
@@ -63,10 +78,16 @@ def ensure_pod(params: Mapping[str, Any], check_mode: bool, diff: bool = False, 
     stop_timeout = float(DEFAULT_STOP_TIMEOUT if params.get("stop_timeout") is None else params["stop_timeout"])
 
     with deps.open_client(str(params.get("uri") or DEFAULT_URI)) as client:
-        found = find_pod(client, spec.name)
+        pods = list_pods(client)
+        found = find_pod(client, spec.name, pods)
         current = found.current if found else None
+        purge: list[str] = []
         if state == "absent":
             plan = plan_pod({}, frozenset(), current, state)
+            if params.get("volumes_purge"):
+                purge = volumes_to_purge(root, pods, spec.name, current.spec if current else None, spec.volumes)
+                if purge:
+                    plan = dataclasses.replace(plan, actions=[*plan.actions, "purge_volumes"], changed=True)
         else:
             new = current is None
             # Fields the user did not set are taken from the stored spec: resolve only what is compared.
@@ -77,8 +98,14 @@ def ensure_pod(params: Mapping[str, Any], check_mode: bool, diff: bool = False, 
             digests = images.digests(spec.containers, pull, check_mode) if new or "containers" in user_set else {}
             desired = spec.to_stored(accelerator=accelerator or "", guest=guest, digests=digests)
             plan = plan_pod(desired, user_set, current, state, recreate)
+            if plan.new_vm or {"start", "restart"} & set(plan.actions):
+                # Bad storage fails here, in check mode too, before anything is made (a stop never needs it).
+                check_volume_users(pods, spec.name, plan.spec.get("volumes") or [])
+                PodStorage(root, plan.spec).check()
 
         result: dict[str, Any] = {"changed": plan.changed, "actions": list(plan.actions)}
+        if purge:
+            result["volumes_removed"] = purge
         if diff:
             result["diff"] = masked_diff(plan.before, plan.after)
         if check_mode or not plan.changed:
@@ -86,7 +113,11 @@ def ensure_pod(params: Mapping[str, Any], check_mode: bool, diff: bool = False, 
             return result
 
         runtime = PodRuntime(client, root, deps.make_transport, deps.make_guest_pod, deps.clock, deps.sleep, deps.timings)
-        dom = _apply(client, runtime, deps, plan, found, root, wait=wait, wait_timeout=wait_timeout, stop_timeout=stop_timeout)
+        dom = None
+        if set(plan.actions) != {"purge_volumes"}:  # only a purge: the pod is gone already
+            dom = _apply(client, runtime, deps, plan, found, root, task_files(spec), wait=wait, wait_timeout=wait_timeout, stop_timeout=stop_timeout)
+        if purge:
+            result["volumes_removed"] = purge_volumes(purge)
         if dom is None:
             result["pod"] = predicted_view(plan, None)
         else:
@@ -103,6 +134,7 @@ def _apply(
     plan: Plan,
     found: Optional[FoundPod],
     root: str,
+    files: Mapping[str, Any],
     *,
     wait: bool,
     wait_timeout: float,
@@ -114,10 +146,20 @@ def _apply(
     if plan.new_vm:
         # Everything that can fail on the host happens before the old VM goes and libvirt hears of the new one.
         image, spec["guest"] = resolve_guest(root, spec["guest"])
-        containers, disks = deps.make_images(root).prepare(spec)
+        images = deps.make_images(root)
+        containers, disks = images.prepare(spec)
+        storage = PodStorage(root, spec)
+        owners = storage.owners(getattr(images, "cache", None))
+        contents = storage.contents(files, found.current.vm_id if found else None)
+        storage.create_volumes()
     if found is not None and ("remove" in actions or "recreate" in actions):
-        runtime.stop(found.dom, found.current.vm_id, found.current.spec.get("containers") or [], stop_timeout)
-        client.undefine(found.dom)
+        try:
+            runtime.stop(found.dom, found.current.vm_id, found.current.spec.get("containers") or [], stop_timeout, sync_timeout(found.current.spec))
+            client.undefine(found.dom)
+        except BaseException:
+            if plan.new_vm:
+                storage.undo()
+            raise
         remove_files(root, found.current.vm_id)
         if "remove" in actions:
             return None
@@ -125,12 +167,17 @@ def _apply(
         vm_id = new_vm_id(client)
         dom = None
         try:
-            dom = client.define(render_domain_xml(domain_spec(vm_id, spec, image, disks, root)))
+            storage.stage(vm_id, contents)
+            domain = domain_spec(vm_id, spec, image, [*disks, *storage.disks(len(disks))], root)
+            dom = client.define(render_domain_xml(dataclasses.replace(domain, filesystems=storage.filesystems())))
             if "start" in actions:
-                runtime.boot(dom, str(spec["name"]), vm_id, containers, wait=wait, timeout=wait_timeout)
+                add_mounts([(c.name, c.config) for c in containers], spec)
+                runtime.boot(dom, str(spec["name"]), vm_id, containers, wait=wait, timeout=wait_timeout, setup=_setup(storage, vm_id, owners))
         except BaseException:
-            # A pod that failed to come up leaves nothing behind: no domain, no console log.
+            # A pod that failed to come up leaves nothing behind: no domain, no console log, no volume it made
+            # (volumes that existed before keep their data).
             discard_vm(client, dom, root, vm_id)
+            storage.undo()
             raise
         return dom
     if found is None:  # a plan without a new VM always has a current pod; say so if it ever has not
@@ -139,7 +186,7 @@ def _apply(
     if "update_labels" in actions:
         client.set_metadata(dom, stored_metadata(spec))
     if "stop" in actions or "restart" in actions:
-        runtime.stop(dom, vm_id, spec.get("containers") or [], stop_timeout)
+        runtime.stop(dom, vm_id, spec.get("containers") or [], stop_timeout, sync_timeout(spec))
     if "start" in actions or "restart" in actions:
         _start_existing(client, runtime, deps, dom, vm_id, spec, root, wait=wait, wait_timeout=wait_timeout)
     return dom
@@ -158,10 +205,23 @@ def _start_existing(
     wait_timeout: float,
 ) -> None:
     """Boot a defined pod; on failure power it off again but keep its definition (it is the user's pod)."""
-    containers, _disks = deps.make_images(root).prepare(spec)  # rebuilds a disk removed from the cache
+    images = deps.make_images(root)
+    containers, _disks = images.prepare(spec)  # rebuilds a disk removed from the cache
+    storage = PodStorage(root, spec)
+    owners = storage.owners(getattr(images, "cache", None))
+    storage.create_volumes()  # a volume file removed meanwhile is made again, empty
+    add_mounts([(c.name, c.config) for c in containers], spec)
     try:
-        runtime.boot(dom, str(spec["name"]), vm_id, containers, wait=wait, timeout=wait_timeout)
+        runtime.boot(dom, str(spec["name"]), vm_id, containers, wait=wait, timeout=wait_timeout, setup=_setup(storage, vm_id, owners))
     except BaseException:
         with contextlib.suppress(HyperError):
             client.destroy(dom)
+        storage.undo()
         raise
+
+
+def _setup(storage: PodStorage, vm_id: str, owners: Mapping[tuple[str, int], tuple[int, int]]) -> Optional[Callable[[GuestAgent], None]]:
+    """The guest step of a boot that mounts the pod's volumes and writes its files; None for a pod without storage."""
+    if not storage.spec.get("volumes") and not any(c.get("files") for c in storage.spec.get("containers") or []):
+        return None
+    return lambda agent: storage.setup(agent, storage.guest_files(vm_id, owners))

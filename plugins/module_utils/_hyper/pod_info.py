@@ -57,6 +57,7 @@ def _view(spec: Mapping[str, Any], vm_id: Optional[str], uuid: Optional[str], st
         "guest_image": guest.get("image"),
         "labels": dict(spec.get("labels") or {}),
         "containers": [],
+        "volumes": [dict(v) for v in spec.get("volumes") or []],
     }
 
 

@@ -92,11 +92,22 @@ class PodRuntime:
 
     # -- start -------------------------------------------------------------------------------
 
-    def boot(self, dom: Domain, pod: str, vm_id: str, containers: Sequence[PreparedContainer], *, wait: bool, timeout: float) -> None:
+    def boot(
+        self,
+        dom: Domain,
+        pod: str,
+        vm_id: str,
+        containers: Sequence[PreparedContainer],
+        *,
+        wait: bool,
+        timeout: float,
+        setup: Optional[Callable[[GuestAgent], None]] = None,
+    ) -> None:
         """Start the VM, wait for its agent, write and start every container, and wait for them to run.
 
         ``timeout`` bounds the whole boot. On failure the VM is left to the caller (who destroys
         it) and a PodError names the step, the pod and the container, with a console or log tail.
+        ``setup`` runs once the agent answers, before any container is written (volumes, files).
         """
         deadline = Deadline(timeout, self.clock)
         started = self.clock()
@@ -108,6 +119,10 @@ class PodRuntime:
             agent = self.agent(dom, vm_id)
             agent.wait_ready(max(deadline.remaining, 1.0), is_alive=lambda: self.client.is_active(dom))
             self.timings["agent_ready"] = round(self.clock() - started, 3)
+            if setup is not None:
+                step = "preparing the pod's volumes and files"
+                setup(agent)
+                self.timings["storage_ready"] = round(self.clock() - started, 3)
             guest = self.make_guest_pod(agent)
             for prepared in containers:
                 container = prepared.name
@@ -150,7 +165,7 @@ class PodRuntime:
 
     # -- stop --------------------------------------------------------------------------------
 
-    def stop(self, dom: Domain, vm_id: str, containers: Sequence[Mapping[str, Any]], timeout: float) -> None:
+    def stop(self, dom: Domain, vm_id: str, containers: Sequence[Mapping[str, Any]], timeout: float, sync_timeout: float = SYNC_TIMEOUT) -> None:
         """Stop all containers at once (each its stop_signal, then SIGKILL after its stop_timeout), sync, destroy.
 
         The containers get ``min(their stop_timeout, timeout)``, in parallel. A guest whose agent
@@ -177,7 +192,7 @@ class PodRuntime:
                     guest.stop_many([(str(c["name"]), min(float(c.get("stop_timeout", 10)), budget)) for c in containers])
             self.timings["containers_stopped"] = round(self.clock() - started, 3)
             with contextlib.suppress(HyperError):
-                agent.wait(agent.spawn(SYNC_ARGV), SYNC_TIMEOUT, what="sync", kill=False)
+                agent.wait(agent.spawn(SYNC_ARGV), sync_timeout, what="sync", kill=False)
                 self.timings["synced"] = round(self.clock() - started, 3)
         except HyperError:
             pass  # the agent is gone: power off all the same

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Optional, Sequence
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.data_channel import DATA_CHANNELS
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.domain_xml import DiskSpec, DomainSpec
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import DomainNotFound, HyperError, LibvirtFailure
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.files import remove_pod_dir
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_check import console_path
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.image import GuestImage
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import Domain, LibvirtClient
@@ -111,9 +112,10 @@ def domain_spec(vm_id: str, spec: Mapping[str, Any], image: GuestImage, disks: S
 
 
 def remove_files(root: str, vm_id: str) -> None:
-    """Per-pod files on the host: the console log. Shared image disks and the cache are never touched."""
+    """Per-pod files on the host: the console log, the injected files' copies. Image disks, the cache and volumes are never touched."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(console_path(root, vm_id))
+    remove_pod_dir(root, vm_id)
 
 
 def discard_vm(client: LibvirtClient, dom: Optional[Domain], root: str, vm_id: str) -> None:

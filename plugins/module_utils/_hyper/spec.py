@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.files import FileSpec, normalise_files, stored_file
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host import ACCELERATOR_CHOICES
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.image import check_image_name
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.oci import DEFAULT_TRANSPORT, ImageRef, parse_image_ref
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.volumes import MountSpec, VolumeSpec, check_distinct_paths, normalise_mounts, normalise_volumes
 
 STATES = ("present", "started", "stopped", "restarted", "absent")
 RESTART_POLICIES = ("never", "on-failure", "always")
@@ -57,8 +59,9 @@ FIELD_OPTIONS: dict[str, tuple[str, ...]] = {
     "kernel_args": ("kernel_args",),
     "labels": ("labels",),
     "containers": ("containers",),
+    "volumes": ("volumes",),
 }
-CONTAINER_KEYS = ("name", "image", "command", "entrypoint", "env", "workdir", "user", "restart_policy", "stop_signal", "stop_timeout")
+CONTAINER_KEYS = ("name", "image", "command", "entrypoint", "env", "workdir", "user", "restart_policy", "stop_signal", "stop_timeout", "volumes", "files")
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ class ContainerSpec:
     restart_policy: str = DEFAULT_RESTART_POLICY
     stop_signal: str = DEFAULT_STOP_SIGNAL
     stop_timeout: int = DEFAULT_CONTAINER_STOP_TIMEOUT
+    volumes: tuple[MountSpec, ...] = ()
+    files: tuple[FileSpec, ...] = ()
 
     def options(self) -> dict[str, Any]:
         """The container's options as bundle.runtime_config takes them."""
@@ -100,6 +105,7 @@ class PodSpec:
     kernel_args: str = ""
     labels: tuple[tuple[str, str], ...] = ()
     containers: tuple[ContainerSpec, ...] = field(default_factory=tuple)
+    volumes: tuple[VolumeSpec, ...] = ()
 
     def to_stored(self, *, accelerator: str, guest: Mapping[str, Any], digests: Mapping[str, Optional[str]]) -> dict[str, Any]:
         """The JSON form kept in the domain metadata (``spec``), with host-resolved fields filled in.
@@ -107,7 +113,7 @@ class PodSpec:
         ``guest``: ``{"image", "kernel", "initrd", "initrd_sha256"}``; ``digests``: container name →
         manifest digest (None when not known yet, in check mode before a first pull).
         """
-        return {
+        stored: dict[str, Any] = {
             "name": self.name,
             "hostname": self.hostname,
             "vcpus": self.vcpus,
@@ -116,12 +122,15 @@ class PodSpec:
             "guest": dict(guest),
             "kernel_args": self.kernel_args,
             "labels": dict(self.labels),
-            "containers": [stored_container(c, digests.get(c.name)) for c in self.containers],
+            "containers": [stored_container(c, digests.get(c.name), self.name) for c in self.containers],
         }
+        if self.volumes:
+            stored["volumes"] = [volume.stored() for volume in self.volumes]
+        return stored
 
 
-def stored_container(container: ContainerSpec, digest: Optional[str]) -> dict[str, Any]:
-    return {
+def stored_container(container: ContainerSpec, digest: Optional[str], pod: str = "") -> dict[str, Any]:
+    stored: dict[str, Any] = {
         "name": container.name,
         "image": container.image,
         "image_ref": container.ref.name,
@@ -135,6 +144,12 @@ def stored_container(container: ContainerSpec, digest: Optional[str]) -> dict[st
         "stop_signal": container.stop_signal,
         "stop_timeout": container.stop_timeout,
     }
+    # Only when used, so that the stored form of a container without them stays as it was.
+    if container.volumes:
+        stored["volumes"] = [mount.stored() for mount in container.volumes]
+    if container.files:
+        stored["files"] = [stored_file(pod, container.name, item) for item in container.files]
+    return stored
 
 
 def spec_hash(spec: Mapping[str, Any]) -> str:
@@ -223,10 +238,10 @@ def _env(value: object, option: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def normalise_container(value: object, index: int, default_transport: str) -> ContainerSpec:
+def normalise_container(value: object, index: int, default_transport: str, volume_names: tuple[str, ...] = ()) -> ContainerSpec:
     if not isinstance(value, Mapping):
         raise SpecError(f"containers[{index}]", value, "must be a mapping with at least name and image")
-    unknown = sorted(set(value) - set(CONTAINER_KEYS))
+    unknown = sorted(key for key in set(value) - set(CONTAINER_KEYS) if value[key] is not None)
     if unknown:
         raise SpecError(f"containers[{index}]", unknown, f"unknown keys; known: {', '.join(CONTAINER_KEYS)}")
     name = value.get("name")
@@ -247,6 +262,11 @@ def normalise_container(value: object, index: int, default_transport: str) -> Co
         raise SpecError(f"{where}.restart_policy", policy, f"must be one of {', '.join(RESTART_POLICIES)}")
     stop_signal = value.get("stop_signal")
     stop_timeout = value.get("stop_timeout")
+    mounts = normalise_mounts(value.get("volumes"), where, volume_names)
+    files = normalise_files(value.get("files"), where)
+    check_distinct_paths(
+        [(f"{where}.volumes[{i}].path", m.path) for i, m in enumerate(mounts)] + [(f"{where}.files[{i}].path", f.path) for i, f in enumerate(files)]
+    )
     return ContainerSpec(
         name=name,
         image=str(image),
@@ -259,6 +279,8 @@ def normalise_container(value: object, index: int, default_transport: str) -> Co
         restart_policy=str(policy),
         stop_signal=DEFAULT_STOP_SIGNAL if stop_signal is None else check_signal(stop_signal, f"{where}.stop_signal"),
         stop_timeout=DEFAULT_CONTAINER_STOP_TIMEOUT if stop_timeout is None else _int(stop_timeout, f"{where}.stop_timeout", 0, 3600),
+        volumes=mounts,
+        files=files,
     )
 
 
@@ -287,7 +309,9 @@ def normalise_pod(params: Mapping[str, Any]) -> tuple[PodSpec, frozenset[str]]:
         raise SpecError("kernel_args", kernel_args, "must be one line of text")
     default_transport = params.get("default_transport") or DEFAULT_TRANSPORT
 
-    containers = tuple(normalise_container(c, i, default_transport) for i, c in enumerate(params.get("containers") or []))
+    volumes = normalise_volumes(params.get("volumes"))
+    volume_names = tuple(v.name for v in volumes)
+    containers = tuple(normalise_container(c, i, default_transport, volume_names) for i, c in enumerate(params.get("containers") or []))
     seen: set[str] = set()
     for index, container in enumerate(containers):
         if container.name in seen:
@@ -306,6 +330,7 @@ def normalise_pod(params: Mapping[str, Any]) -> tuple[PodSpec, frozenset[str]]:
         kernel_args=kernel_args.strip(),
         labels=_labels(params["labels"]) if _given(params, "labels") else (),
         containers=containers,
+        volumes=volumes,
     )
     user_set = {fld for fld, options in FIELD_OPTIONS.items() if any(_given(params, option) for option in options)}
     if accelerator == "auto":
