@@ -34,6 +34,14 @@ class DiskSpec:
 
 
 @dataclass(frozen=True)
+class InterfaceSpec:
+    """A virtio-net interface on a libvirt network; the guest finds it by ``mac``."""
+
+    network: str
+    mac: str
+
+
+@dataclass(frozen=True)
 class DomainSpec:
     """Everything the domain XML says; plain values only, checked by render_domain_xml."""
 
@@ -50,6 +58,7 @@ class DomainSpec:
     uuid: Optional[str] = None
     metadata: Optional[Any] = None
     disks: tuple[DiskSpec, ...] = field(default_factory=tuple)
+    interfaces: tuple[InterfaceSpec, ...] = field(default_factory=tuple)
     machine: str = MACHINE
     on_reboot: str = "destroy"
 
@@ -110,6 +119,11 @@ def render_domain_xml(spec: DomainSpec) -> str:
         _sub(element, "serial", disk.serial)
         if disk.readonly:
             _sub(element, "readonly")
+    for interface in spec.interfaces:
+        element = _sub(devices, "interface", type="network")
+        _sub(element, "mac", address=interface.mac)
+        _sub(element, "source", network=interface.network)
+        _sub(element, "model", type="virtio")
     serial = _sub(devices, "serial", type="file")
     _sub(serial, "source", path=spec.console_log, append="off")
     _sub(serial, "target", port="0")

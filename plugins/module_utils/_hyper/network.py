@@ -292,6 +292,31 @@ def static_addresses(specs: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str]
     return taken
 
 
+def network_view(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The networking part of the ``pod`` result from a stored spec (``addresses`` empty: the guest fills it)."""
+    ports = []
+    for mapping in spec.get("ports") or []:
+        view = dict(mapping)
+        for key in ("host_port", "pod_port"):
+            low, high = mapping[key]
+            view[key] = low if low == high else f"{low}-{high}"
+        ports.append(view)
+    dns = spec.get("dns") or {}
+    return {
+        "networks": [dict(n) for n in spec.get("networks") or []],
+        "ports": ports,
+        "dns": list(dns.get("servers") or []),
+        "dns_search": list(dns.get("search") or []),
+        "dns_options": list(dns.get("options") or []),
+        "addresses": [],
+    }
+
+
+def static_view(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``addresses`` as far as the spec knows them (check mode): static ones, None for DHCP."""
+    return [{"network": n["name"], "interface": None, "mac": None, "address": n.get("address")} for n in spec.get("networks") or []]
+
+
 # -- the guest ------------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_check impo
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_pod import GuestPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import Domain, LibvirtClient
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_images import PodImages, PreparedContainer
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_network import PodNetwork, PodNetworkApi
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Deadline, Sleep
 
 DEFAULT_WAIT_TIMEOUT = 120
@@ -68,6 +69,7 @@ class PodDeps:
     clock: Clock = time.monotonic
     sleep: Sleep = time.sleep
     timings: dict[str, float] = field(default_factory=dict)
+    make_network: Callable[[LibvirtClient], PodNetworkApi] = PodNetwork
 
 
 class PodError(HyperError):
@@ -92,7 +94,17 @@ class PodRuntime:
 
     # -- start -------------------------------------------------------------------------------
 
-    def boot(self, dom: Domain, pod: str, vm_id: str, containers: Sequence[PreparedContainer], *, wait: bool, timeout: float) -> None:
+    def boot(
+        self,
+        dom: Domain,
+        pod: str,
+        vm_id: str,
+        containers: Sequence[PreparedContainer],
+        *,
+        wait: bool,
+        timeout: float,
+        prepare: Optional[Callable[[GuestAgent], None]] = None,
+    ) -> None:
         """Start the VM, wait for its agent, write and start every container, and wait for them to run.
 
         ``timeout`` bounds the whole boot. On failure the VM is left to the caller (who destroys
@@ -108,6 +120,10 @@ class PodRuntime:
             agent = self.agent(dom, vm_id)
             agent.wait_ready(max(deadline.remaining, 1.0), is_alive=lambda: self.client.is_active(dom))
             self.timings["agent_ready"] = round(self.clock() - started, 3)
+            if prepare is not None:  # the pod's network (pod_network.py), before any container starts
+                step = "configuring the network"
+                prepare(agent)
+                self.timings["network_ready"] = round(self.clock() - started, 3)
             guest = self.make_guest_pod(agent)
             for prepared in containers:
                 container = prepared.name

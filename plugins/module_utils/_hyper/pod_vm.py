@@ -16,11 +16,12 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.domain_xml import DiskSpec, DomainSpec
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.domain_xml import DiskSpec, DomainSpec, InterfaceSpec
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import DomainNotFound, HyperError, LibvirtFailure
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_check import console_path
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.image import GuestImage
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import Domain, LibvirtClient
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.network import guest_mac
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.plan import CurrentPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.spec import STORED_FORMAT, spec_hash
 
@@ -105,6 +106,7 @@ def domain_spec(vm_id: str, spec: Mapping[str, Any], image: GuestImage, disks: S
         agent_channel=image.agent_channel,
         metadata=stored_metadata(spec),
         disks=tuple(disks),
+        interfaces=tuple(InterfaceSpec(str(n["name"]), guest_mac(vm_id, i)) for i, n in enumerate(spec.get("networks") or [])),
     )
 
 

@@ -23,7 +23,7 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.runner import CommandFailed, Runner, run
@@ -149,11 +149,10 @@ def pod_rules(vm_id: str, address: str, ports: Sequence[Mapping[str, Any]]) -> l
     for mapping in ports:
         proto = str(mapping["protocol"])
         (hlow, hhigh), (plow, phigh) = mapping["host_port"], mapping["pod_port"]
-        pairs: list[tuple[tuple[int, int], Optional[int]]]
-        if (hlow, hhigh) == (plow, phigh):
-            pairs = [((hlow, hhigh), None)]  # same numbers: one rule, the port kept
-        else:
-            pairs = [((h, h), p) for h, p in zip(range(hlow, hhigh + 1), range(plow, phigh + 1))]
+        # Same numbers: one rule that keeps the port; otherwise one rule per port.
+        same = (hlow, hhigh) == (plow, phigh)
+        spelled = [((h, h), p) for h, p in zip(range(hlow, hhigh + 1), range(plow, phigh + 1))]
+        pairs: list[tuple[tuple[int, int], Optional[int]]] = [((hlow, hhigh), None)] if same else list(spelled)
         for (low, high), pod_port in pairs:
             expr: list[dict[str, Any]] = []
             if mapping.get("host_ip"):
@@ -203,7 +202,9 @@ def parse_chain(listing: Mapping[str, Any]) -> list[ExistingRule]:
     return rules
 
 
-def sync_commands(existing: Sequence[ExistingRule], vm_id: str, desired: Sequence[Mapping[str, Any]], live_vms: Optional[set[str]] = None) -> list[dict[str, Any]]:
+def sync_commands(
+    existing: Sequence[ExistingRule], vm_id: str, desired: Sequence[Mapping[str, Any]], live_vms: Optional[set[str]] = None
+) -> list[dict[str, Any]]:
     """The commands that make the pod's rules ``desired`` (and drop rules of VMs not in ``live_vms``); [] when in step."""
     mine = [r for r in existing if r.vm_id == vm_id]
     stale = [r for r in existing if live_vms is not None and r.vm_id != vm_id and r.vm_id not in live_vms]
@@ -252,16 +253,31 @@ class NftPorts:
         jumps = {item["rule"]["chain"] for item in listing.get("nftables") or [] if isinstance(item, Mapping) and "rule" in item}
         return chains >= {PORTS_CHAIN, *BASE_CHAINS} and jumps >= set(BASE_CHAINS)
 
-    def sync(self, vm_id: str, address: Optional[str], ports: Sequence[Mapping[str, Any]], live_vms: Optional[set[str]] = None) -> bool:
-        """Make the pod's rules match ``ports`` (none when ``address`` is None); True when something changed."""
+    def sync(self, vm_id: str, address: Optional[str], ports: Sequence[Mapping[str, Any]], live_vms: Optional[Callable[[], set[str]]] = None) -> bool:
+        """Make the pod's rules match ``ports`` (none when ``address`` is None); True when something changed.
+
+        ``live_vms`` (asked after the rules are read, so a pod created meanwhile is not taken for
+        gone) names the VMs that exist: rules of other VMs are removed.
+        """
         desired = pod_rules(vm_id, address, ports) if ports and address else []
         changed = False
         if desired and not self._base_ok():
             self._apply(base_commands())
             changed = True
-        commands = sync_commands(self._rules(), vm_id, desired, live_vms)
-        self._apply(commands)
-        return changed or bool(commands)
+        own = 0
+        for attempt in (1, 2):
+            existing = self._rules()
+            commands = sync_commands(existing, vm_id, desired, live_vms() if live_vms is not None else None)
+            # Removing another VM's leftovers is housekeeping, not a change of this pod.
+            own = len(commands) - sum(1 for r in existing if r.vm_id != vm_id and _is_deleted(r, commands))
+            try:
+                self._apply(commands)
+                break
+            except PortsError:
+                if attempt == 2:
+                    raise
+                # Another run changed the chain between our read and our write (a handle went): read again.
+        return changed or own > 0
 
     def remove(self, vm_id: str) -> bool:
         """Remove the pod's rules; True when there were any."""
@@ -272,6 +288,10 @@ class NftPorts:
     def vm_ids(self) -> set[str]:
         """The VM ids that have rules (tests use it to check that nothing is left)."""
         return {rule.vm_id for rule in self._rules()}
+
+
+def _is_deleted(rule: ExistingRule, commands: Sequence[Mapping[str, Any]]) -> bool:
+    return any(c.get("delete", {}).get("rule", {}).get("handle") == rule.handle for c in commands)
 
 
 def _run_stdin(argv: Sequence[str], stdin: str) -> str:
