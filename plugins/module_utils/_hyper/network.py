@@ -39,7 +39,7 @@ _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 GUEST_NET_DIR = "/run/hyper/net"
 GUEST_UP_SCRIPT = f"{GUEST_NET_DIR}/up.sh"
-# DHCP: 10 discovers 1 s apart; libvirt's dnsmasq answers in milliseconds, so this only matters when it is down.
+# DHCP: 10 discovers 1 s apart; libvirt's dnsmasq answers at once, so this only matters when it is down.
 UP_TIMEOUT = 30.0
 RESOLV_CONF = "upper/etc/resolv.conf"
 
@@ -55,8 +55,11 @@ deconfig)
 	ip -4 addr flush dev "$interface"
 	exit 0 ;;
 bound | renew)
-	ip -4 addr flush dev "$interface"
-	ip addr add "$ip/${mask:-24}" dev "$interface" || exit 1
+	# A renewal of the same address must not take it away, even for a moment.
+	if ! ip -4 addr show dev "$interface" | grep -q " $ip/${mask:-24} "; then
+		ip -4 addr flush dev "$interface"
+		ip addr add "$ip/${mask:-24}" dev "$interface" || exit 1
+	fi
 	if [ "$HYPER_ROUTE" = 1 ] && [ -n "$router" ]; then
 		ip route replace default via "${router%% *}" dev "$interface" || exit 1
 	fi
@@ -79,7 +82,8 @@ while [ $# -ge 4 ]; do
 	[ -n "$dev" ] || { echo "no interface with MAC $mac (is virtio_net loaded?)" >&2; exit 1; }
 	ip link set "$dev" up || exit 1
 	if [ "$mode" = dhcp ]; then
-		HYPER_ROUTE=$route udhcpc -i "$dev" -f -q -n -t 10 -T 1 -s "$0" >/dev/null 2>&1 ||
+		# In the foreground until the lease is bound, then in the background to renew it.
+		HYPER_ROUTE=$route udhcpc -i "$dev" -n -t 10 -T 1 -s "$0" -p "/run/hyper/net/udhcpc.$dev.pid" </dev/null >/dev/null 2>&1 ||
 			{ echo "$dev ($mac): no DHCP lease within 10 s" >&2; exit 1; }
 	else
 		ip addr add "$mode" dev "$dev" || { echo "$dev: cannot add $mode" >&2; exit 1; }
