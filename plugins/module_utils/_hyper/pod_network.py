@@ -27,7 +27,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.network import (
     static_addresses,
     write_resolv_confs,
 )
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.ports import NftPorts, check_clashes
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.ports import NftPorts, check_clashes, port_text
 
 
 class PortsApi(Protocol):
@@ -86,7 +86,7 @@ class PodNetwork:
             ports = desired.get("ports") or []
             networks = desired.get("networks") if new or "networks" in user_set or current is None else current.get("networks")
             if ports and not networks:
-                raise SpecError("ports", [p["host_port"] for p in ports], "a pod without networks (networks: none) cannot map ports")
+                raise SpecError("ports", [port_text(p) for p in ports], "a pod without networks (networks: none) cannot map ports")
             check_clashes(str(desired.get("name")), ports, others)
 
     def prepare_guest(self, agent: GuestAgent, vm_id: str, spec: Mapping[str, Any], containers: Sequence[str]) -> None:
