@@ -42,17 +42,20 @@ class FakePorts:
 class FakePodNetwork(PodNetwork):
     """PodNetwork with the network ``hyper`` only, in-memory ports, and a guest that needs no agent."""
 
-    def __init__(self, client: Any, log: list[str], ports: FakePorts, networks: Optional[dict[str, NetworkInfo]] = None) -> None:
+    def __init__(self, client: Any, log: list[str], ports: FakePorts, networks: Optional[dict[str, NetworkInfo]] = None, fail: Any = None) -> None:
         infos = networks if networks is not None else {"hyper": parse_network_xml("hyper", HYPER_XML, True)}
         super().__init__(client, ports, lambda client, name: infos.get(name))
         self.log = log
+        self.fail = fail
 
     def prepare_guest(self, agent: Any, vm_id: str, spec: Mapping[str, Any], containers: Sequence[str]) -> None:
+        if self.fail is not None:
+            raise self.fail
         self.log.append(f"net up {vm_id} {','.join(str(n['name']) for n in spec.get('networks') or [])}")
 
     def addresses(self, agent: Any, vm_id: str, spec: Mapping[str, Any]) -> list[dict[str, Any]]:
         out = []
         for index, network in enumerate(spec.get("networks") or []):
             address = network.get("address") or f"10.88.0.{100 + index}/24"
-            out.append({"network": network["name"], "interface": f"eth{index}", "mac": "52:54:00:00:00:0%d" % index, "address": address})
+            out.append({"network": network["name"], "interface": f"eth{index}", "mac": f"52:54:00:00:00:0{index}", "address": address})
         return out

@@ -230,6 +230,7 @@ class Harness:
         self.clock = FakeClock()
         self.net_log: list[str] = []
         self.ports = FakePorts(self.net_log)
+        self.net_fail: Optional[HyperError] = None
 
     def deps(self) -> PodDeps:
         return PodDeps(
@@ -239,7 +240,7 @@ class Harness:
             make_guest_pod=lambda agent: FakeGuestPod(self.calls, self.fail, self.guest),
             clock=self.clock,
             sleep=self.clock.sleep,
-            make_network=lambda client: FakePodNetwork(client, self.net_log, self.ports),
+            make_network=lambda client: FakePodNetwork(client, self.net_log, self.ports, fail=self.net_fail),
         )
 
     def params(self, **kwargs: Any) -> dict[str, Any]:
