@@ -51,46 +51,46 @@ UP_SCRIPT = r"""#!/bin/sh
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 case "$1" in
 deconfig)
-	ip link set "$interface" up
-	ip -4 addr flush dev "$interface"
-	exit 0 ;;
+    ip link set "$interface" up
+    ip -4 addr flush dev "$interface"
+    exit 0 ;;
 bound | renew)
-	# A renewal of the same address must not take it away, even for a moment.
-	if ! ip -4 addr show dev "$interface" | grep -q " $ip/${mask:-24} "; then
-		ip -4 addr flush dev "$interface"
-		ip addr add "$ip/${mask:-24}" dev "$interface" || exit 1
-	fi
-	if [ "$HYPER_ROUTE" = 1 ] && [ -n "$router" ]; then
-		ip route replace default via "${router%% *}" dev "$interface" || exit 1
-	fi
-	exit 0 ;;
+    # A renewal of the same address must not take it away, even for a moment.
+    if ! ip -4 addr show dev "$interface" | grep -q " $ip/${mask:-24} "; then
+        ip -4 addr flush dev "$interface"
+        ip addr add "$ip/${mask:-24}" dev "$interface" || exit 1
+    fi
+    if [ "$HYPER_ROUTE" = 1 ] && [ -n "$router" ]; then
+        ip route replace default via "${router%% *}" dev "$interface" || exit 1
+    fi
+    exit 0 ;;
 leasefail | nak) exit 0 ;;
 esac
 chmod 0755 "$0" || exit 1
 while [ $# -ge 4 ]; do
-	mac=$1 mode=$2 gateway=$3 route=$4
-	shift 4
-	dev=
-	for f in /sys/class/net/*/address; do
-		read -r a <"$f" || continue
-		if [ "$a" = "$mac" ]; then
-			dev=${f%/address}
-			dev=${dev##*/}
-			break
-		fi
-	done
-	[ -n "$dev" ] || { echo "no interface with MAC $mac (is virtio_net loaded?)" >&2; exit 1; }
-	ip link set "$dev" up || exit 1
-	if [ "$mode" = dhcp ]; then
-		# In the foreground until the lease is bound, then in the background to renew it.
-		HYPER_ROUTE=$route udhcpc -i "$dev" -n -t 10 -T 1 -s "$0" -p "/run/hyper/net/udhcpc.$dev.pid" </dev/null >/dev/null 2>&1 ||
-			{ echo "$dev ($mac): no DHCP lease within 10 s" >&2; exit 1; }
-	else
-		ip addr add "$mode" dev "$dev" || { echo "$dev: cannot add $mode" >&2; exit 1; }
-		if [ "$route" = 1 ] && [ "$gateway" != - ]; then
-			ip route replace default via "$gateway" dev "$dev" || exit 1
-		fi
-	fi
+    mac=$1 mode=$2 gateway=$3 route=$4
+    shift 4
+    dev=
+    for f in /sys/class/net/*/address; do
+        read -r a <"$f" || continue
+        if [ "$a" = "$mac" ]; then
+            dev=${f%/address}
+            dev=${dev##*/}
+            break
+        fi
+    done
+    [ -n "$dev" ] || { echo "no interface with MAC $mac (is virtio_net loaded?)" >&2; exit 1; }
+    ip link set "$dev" up || exit 1
+    if [ "$mode" = dhcp ]; then
+        # In the foreground until the lease is bound, then in the background to renew it.
+        HYPER_ROUTE=$route udhcpc -i "$dev" -n -t 10 -T 1 -s "$0" -p "/run/hyper/net/udhcpc.$dev.pid" </dev/null >/dev/null 2>&1 ||
+            { echo "$dev ($mac): no DHCP lease within 10 s" >&2; exit 1; }
+    else
+        ip addr add "$mode" dev "$dev" || { echo "$dev: cannot add $mode" >&2; exit 1; }
+        if [ "$route" = 1 ] && [ "$gateway" != - ]; then
+            ip route replace default via "$gateway" dev "$dev" || exit 1
+        fi
+    fi
 done
 exit 0
 """
