@@ -34,6 +34,7 @@ MAX_DNS = 3  # glibc and musl read at most three nameservers
 MAX_SEARCH = 6
 DNS_SEARCH = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
 DNS_OPTION = re.compile(r"^[a-z][a-z0-9-]*(:[0-9]{1,4})?$")
+NAT_NS = "https://hyper.pods/xmlns/network/1"
 MAC_PREFIX = "52:54:00"  # QEMU's locally administered range, as libvirt uses
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
@@ -209,6 +210,8 @@ class NetworkInfo:
     bridge: Optional[str]
     gateway: Optional[ipaddress.IPv4Interface]
     dhcp_ranges: tuple[tuple[ipaddress.IPv4Address, ipaddress.IPv4Address], ...] = ()
+    # The network's metadata asks the collection to masquerade its subnet (the host role's network).
+    masquerade: bool = False
 
     @property
     def subnet(self) -> Optional[ipaddress.IPv4Network]:
@@ -229,7 +232,9 @@ def parse_network_xml(name: str, xml: str, active: bool) -> NetworkInfo:
         for rng in ip.findall("dhcp/range"):
             ranges.append((ipaddress.IPv4Address(rng.get("start", "")), ipaddress.IPv4Address(rng.get("end", ""))))
         break
-    return NetworkInfo(name, active, bridge.get("name") if bridge is not None else None, gateway, tuple(ranges))
+    marker = root.find(f"metadata/{{{NAT_NS}}}nat")
+    masquerade = marker is not None and (marker.text or "").strip() == "masquerade"
+    return NetworkInfo(name, active, bridge.get("name") if bridge is not None else None, gateway, tuple(ranges), masquerade)
 
 
 def lookup_network(conn: Any, name: str) -> Optional[NetworkInfo]:

@@ -35,6 +35,8 @@ class PortsApi(Protocol):
 
     def remove(self, vm_id: str) -> bool: ...
 
+    def ensure_nat(self, network: str, subnet: str) -> bool: ...
+
 
 class PodNetworkApi(Protocol):
     """What the engine uses; tests pass a fake."""
@@ -98,11 +100,20 @@ class PodNetwork:
                 raise HyperError(f"network {network['name']} no longer exists (virsh net-list --all)")
             if not info.active:
                 raise HyperError(f"network {network['name']} is not active: start it with virsh net-start {network['name']}")
+        self.ensure_nat(infos)
         bring_up(agent, vm_id, networks, infos)
         first = infos.get(str(networks[0]["name"])) if networks else None
         default_servers = [str(first.gateway.ip)] if first is not None and first.gateway is not None else []
         dns = spec.get("dns") or {}
         write_resolv_confs(agent, containers, render_resolv_conf(dns, default_servers))
+
+    def ensure_nat(self, infos: Mapping[str, Optional[NetworkInfo]]) -> bool:
+        """Masquerade the networks whose metadata asks for it (the host role's), as libvirt's nat mode would."""
+        changed = False
+        for info in infos.values():
+            if info is not None and info.masquerade and info.subnet is not None:
+                changed = self.ports.ensure_nat(info.name, str(info.subnet)) or changed
+        return changed
 
     def addresses(self, agent: GuestAgent, vm_id: str, spec: Mapping[str, Any]) -> list[dict[str, Any]]:
         networks = list(spec.get("networks") or [])
@@ -110,6 +121,7 @@ class PodNetwork:
 
     def sync_ports(self, agent: GuestAgent, vm_id: str, spec: Mapping[str, Any], live_vms: Callable[[], set[str]]) -> bool:
         """Port rules to the pod's address on its first network; True when the rules changed."""
+        nat_changed = self.ensure_nat(self.infos(spec))  # lost to a reboot or a flush: put back
         ports = list(spec.get("ports") or [])
         address = None
         if ports:
@@ -117,7 +129,7 @@ class PodNetwork:
             address = str(found[0]["address"]).split("/", 1)[0] if found and found[0]["address"] else None
             if address is None:
                 raise AgentError(f"{agent.name}: the pod has no IPv4 address on network {spec['networks'][0]['name']} to map its ports to")
-        return self.ports.sync(vm_id, address, ports, live_vms)
+        return self.ports.sync(vm_id, address, ports, live_vms) or nat_changed
 
     def remove_ports(self, vm_id: str) -> bool:
         return self.ports.remove(vm_id)

@@ -32,6 +32,8 @@ TABLE = "hyper_pods"
 FAMILY = "ip"
 PORTS_CHAIN = "ports"
 BASE_CHAINS = {"prerouting": "prerouting", "output": "output"}
+NAT_CHAIN = "postrouting"
+_NAT_COMMENT = re.compile(r"^nat (\S+) (\S+)$")
 PROTOCOLS = ("tcp", "udp")
 PORT_KEYS = ("host_ip", "host_port", "pod_port", "protocol")
 MAX_RULES = 1024  # per pod, after ranges of unequal numbers are spelled out
@@ -182,6 +184,37 @@ def base_commands() -> list[dict[str, Any]]:
     return commands
 
 
+def nat_rule(network: str, subnet: str) -> dict[str, Any]:
+    """Masquerade what leaves ``subnet`` for elsewhere (what libvirt's "nat" mode would do), commented ``nat <network> <subnet>``."""
+    net = ipaddress.IPv4Network(subnet)
+    prefix = {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+    saddr = {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": prefix}}
+    daddr = {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": prefix}}
+    return {"family": FAMILY, "table": TABLE, "chain": NAT_CHAIN, "expr": [saddr, daddr, {"masquerade": None}], "comment": f"nat {network} {net}"}
+
+
+def nat_commands(listing: Mapping[str, Any], network: str, subnet: str) -> list[dict[str, Any]]:
+    """The commands that give ``network`` exactly one masquerade rule for ``subnet``; [] when it has it."""
+    want = nat_rule(network, subnet)
+    mine = []
+    has_chain = False
+    for item in listing.get("nftables") or []:
+        if isinstance(item, Mapping) and isinstance(item.get("chain"), Mapping) and item["chain"].get("name") == NAT_CHAIN:
+            has_chain = True
+        rule = item.get("rule") if isinstance(item, Mapping) else None
+        if isinstance(rule, Mapping) and rule.get("chain") == NAT_CHAIN:
+            match = _NAT_COMMENT.fullmatch(str(rule.get("comment") or ""))
+            if match and match.group(1) == network and isinstance(rule.get("handle"), int):
+                mine.append((rule["handle"], str(rule.get("comment"))))
+    if has_chain and len(mine) == 1 and mine[0][1] == want["comment"]:
+        return []
+    chain = {"family": FAMILY, "table": TABLE, "name": NAT_CHAIN, "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}
+    commands: list[dict[str, Any]] = [{"add": {"table": {"family": FAMILY, "name": TABLE}}}, {"add": {"chain": chain}}]
+    commands += [{"delete": {"rule": {"family": FAMILY, "table": TABLE, "chain": NAT_CHAIN, "handle": handle}}} for handle, _comment in mine]
+    commands.append({"add": {"rule": want}})
+    return commands
+
+
 @dataclass(frozen=True)
 class ExistingRule:
     handle: int
@@ -278,6 +311,16 @@ class NftPorts:
                     raise
                 # Another run changed the chain between our read and our write (a handle went): read again.
         return changed or own > 0
+
+    def ensure_nat(self, network: str, subnet: str) -> bool:
+        """Masquerade ``subnet`` of ``network`` (one rule, idempotent); True when the rule was (re)written."""
+        try:
+            listing = json.loads(self._nft("-a", "list", "table", FAMILY, TABLE))
+        except PortsError:
+            listing = {}
+        commands = nat_commands(listing, network, subnet)
+        self._apply(commands)
+        return bool(commands)
 
     def remove(self, vm_id: str) -> bool:
         """Remove the pod's rules; True when there were any."""

@@ -38,6 +38,9 @@ class FakePorts:
     def remove(self, vm_id: str) -> bool:
         return self.sync(vm_id, None, [])
 
+    def ensure_nat(self, network: str, subnet: str) -> bool:
+        return False
+
 
 class FakePodNetwork(PodNetwork):
     """PodNetwork with the network ``hyper`` only, in-memory ports, and a guest that needs no agent."""

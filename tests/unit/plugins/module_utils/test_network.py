@@ -244,3 +244,13 @@ def test_addresses_by_mac_in_network_order() -> None:
         {"network": "hyper", "interface": "eth0", "mac": mac0, "address": "10.88.0.120/24"},
         {"network": "other", "interface": "eth1", "mac": mac1, "address": None},
     ]
+
+
+def test_the_host_roles_network_asks_for_masquerade() -> None:
+    xml = (
+        "<network><name>hyper</name><metadata><hp:nat xmlns:hp='https://hyper.pods/xmlns/network/1'>masquerade</hp:nat></metadata>"
+        "<forward mode='route'/><bridge name='hyperbr0'/><ip address='10.88.0.1' prefix='24'/></network>"
+    )
+    info = parse_network_xml("hyper", xml, True)
+    assert info.masquerade and str(info.subnet) == "10.88.0.0/24" and info.bridge == "hyperbr0"
+    assert not HYPER.masquerade

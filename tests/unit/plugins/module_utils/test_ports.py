@@ -13,6 +13,8 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.ports import (
     NftPorts,
     base_commands,
     check_clashes,
+    nat_commands,
+    nat_rule,
     normalise_ports,
     overlaps,
     parse_chain,
@@ -186,3 +188,17 @@ def test_nft_ports_sync_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
     assert nft.vm_ids() == {VM}
     assert nft.remove(VM) is True and nft.remove(VM) is False
     assert fake.rules == []
+
+
+def test_nat_rule_is_written_once() -> None:
+    rule = nat_rule("hyper", "10.88.0.0/24")
+    assert rule["comment"] == "nat hyper 10.88.0.0/24" and rule["expr"][-1] == {"masquerade": None}
+    fresh = nat_commands({}, "hyper", "10.88.0.0/24")
+    assert fresh[-1] == {"add": {"rule": rule}} and not any("delete" in c for c in fresh)
+    listing = {"nftables": [{"chain": {"name": "postrouting"}}, {"rule": {"chain": "postrouting", "handle": 4, "comment": "nat hyper 10.88.0.0/24"}}]}
+    assert nat_commands(listing, "hyper", "10.88.0.0/24") == []
+    # The network's subnet changed: the old rule goes, the new one comes; other networks' rules stay.
+    listing["nftables"].append({"rule": {"chain": "postrouting", "handle": 5, "comment": "nat other 10.99.0.0/24"}})
+    moved = nat_commands(listing, "hyper", "10.77.0.0/24")
+    assert {"delete": {"rule": {"family": "ip", "table": "hyper_pods", "chain": "postrouting", "handle": 4}}} in moved
+    assert not any(c.get("delete", {}).get("rule", {}).get("handle") == 5 for c in moved)
