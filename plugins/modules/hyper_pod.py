@@ -272,6 +272,75 @@ options:
       - Without it, removing a pod never deletes a volume.
     type: bool
     default: false
+  networks:
+    description:
+      - The libvirt networks the pod joins, one virtio-net interface each, in this order. The first one
+        carries the default route and, unless O(dns) is given, the name server of the containers.
+      - Each item is a network name or a mapping with the keys C(name) and C(address).
+      - V(none) (alone) gives an isolated pod with loopback only.
+      - When not given, a new pod joins V(hyper), the network the C(hyper.pods.host) role sets up, and an
+        existing pod keeps its networks. A change means a new VM.
+      - The guest brings its interfaces up at every boot, before the containers start (DHCP from
+        libvirt, or the static address). See C(docs/networking.md).
+      - C(name) is the libvirt network (C(virsh net-list --all)); it must exist, or the
+        task fails before anything is created.
+      - C(address) is an optional static IPv4 address, V(10.88.0.10) or V(10.88.0.10/24), in the
+        network's subnet, outside its DHCP range, not another pod's static address. The prefix length
+        defaults to the network's. Without it, the address comes by DHCP.
+    type: list
+    elements: raw
+  ports:
+    description:
+      - Port mappings from the host to the pod, applied with nftables in the table C(ip hyper_pods) of
+        the collection's own. They target the pod's address on its first network.
+      - The rules are added when the pod starts and removed when it stops or is removed; a run on a
+        running pod puts back rules that went missing (action V(sync_ports)). Changing O(ports) updates
+        the rules in place (action V(update_ports)); the VM keeps running.
+      - A host port that another pod maps already (same protocol, same or any O(ports[].host_ip)) fails
+        the task before anything is created.
+      - The mappings answer on the host's non-loopback addresses, from the host itself and from other
+        machines; not on C(127.0.0.1).
+      - When not given, a new pod maps no port and an existing pod keeps its mappings.
+    type: list
+    elements: dict
+    suboptions:
+      host_port:
+        description:
+          - Host port (V(8080)) or range (V(8000-8010)).
+        type: raw
+        required: true
+      pod_port:
+        description:
+          - Pod port or range, as many ports as O(ports[].host_port). Defaults to O(ports[].host_port).
+        type: raw
+      protocol:
+        description:
+          - Transport protocol.
+        type: str
+        choices: [tcp, udp]
+        default: tcp
+      host_ip:
+        description:
+          - Host IPv4 address the mapping answers on. Defaults to all of the host's addresses.
+        type: str
+  dns:
+    description:
+      - Name servers (IPv4 or IPv6 addresses, at most 3) written to each container's C(/etc/resolv.conf).
+      - When not given, the resolver of the pod's first network (libvirt's dnsmasq at the network's
+        address); a pod with O(networks=none) then has no name server.
+      - C(dns), O(dns_search) and O(dns_options) form one field of the stored spec; a change means a new VM.
+    type: list
+    elements: str
+  dns_search:
+    description:
+      - Search domains for C(/etc/resolv.conf) (at most 6).
+    type: list
+    elements: str
+  dns_options:
+    description:
+      - Resolver options for C(/etc/resolv.conf), such as V(ndots:2) or V(edns0).
+    type: list
+    elements: str
   default_transport:
     description:
       - Transport for a bare O(containers[].image) name. V(docker://) (Docker Hub), or
@@ -349,6 +418,34 @@ EXAMPLES = r"""
         image: busybox
         command: [sleep, infinity]
 
+- name: A web server reachable on the host's port 8080, with a static address and its own DNS settings
+  hyper.pods.hyper_pod:
+    name: web
+    networks:
+      - name: hyper
+        address: 10.88.0.10
+    ports:
+      - host_port: 8080
+        pod_port: 80
+      - host_port: 9000-9009
+        protocol: udp
+    dns: [10.88.0.1]
+    dns_search: [example.org]
+    dns_options: [ndots:2]
+    containers:
+      - name: httpd
+        image: docker://busybox:1.36
+        command: [httpd, -f, -p, "80"]
+
+- name: An isolated pod (loopback only)
+  hyper.pods.hyper_pod:
+    name: batch
+    networks: none
+    containers:
+      - name: job
+        image: docker://busybox:1.36
+        command: [sleep, "3600"]
+
 - name: Stop the pod (containers get their stop signal, all at once, then the VM is powered off)
   hyper.pods.hyper_pod:
     name: web
@@ -404,8 +501,8 @@ RETURN = r"""
 actions:
   description:
     - What was done (or would be done in check mode), in order.
-    - Among V(create), V(recreate), V(start), V(stop), V(restart), V(remove), V(update_labels) and
-      V(purge_volumes).
+    - Among V(create), V(recreate), V(start), V(stop), V(restart), V(remove), V(update_labels),
+      V(update_ports), V(sync_ports) and V(purge_volumes).
   returned: always
   type: list
   elements: str
@@ -467,6 +564,54 @@ pod:
       type: list
       elements: dict
       sample: [{name: db-data, kind: disk, size: 2147483648, format: qcow2}]
+    networks:
+      description: The networks the pod joins, in order; C(address) is the static address or V(null) (DHCP).
+      type: list
+      elements: dict
+      sample: [{name: hyper, address: null}]
+    addresses:
+      description:
+        - The pod's addresses as the guest reports them (through the agent), one item per network.
+        - Empty when the pod is not running; in check mode, the static addresses only.
+      type: list
+      elements: dict
+      contains:
+        network:
+          description: Network name.
+          type: str
+          sample: hyper
+        interface:
+          description: Interface name in the guest.
+          type: str
+          sample: eth0
+        mac:
+          description: MAC address of the interface.
+          type: str
+          sample: "52:54:00:3c:1f:a2"
+        address:
+          description: IPv4 address with its prefix length; V(null) when the interface has none.
+          type: str
+          sample: 10.88.0.123/24
+    ports:
+      description: Port mappings (as given, with defaults filled; ranges as V(LOW-HIGH)).
+      type: list
+      elements: dict
+      sample: [{host_ip: null, host_port: 8080, pod_port: 80, protocol: tcp}]
+    dns:
+      description: Name servers given in O(dns) (empty when the network's resolver is used).
+      type: list
+      elements: str
+      sample: []
+    dns_search:
+      description: Search domains.
+      type: list
+      elements: str
+      sample: [example.org]
+    dns_options:
+      description: Resolver options.
+      type: list
+      elements: str
+      sample: [ndots:2]
     labels:
       description: Labels of the pod.
       type: dict
@@ -604,6 +749,21 @@ ARGUMENT_SPEC = with_common_args(
             "mutually_exclusive": [("size", "host_path"), ("format", "host_path")],
         },
         "volumes_purge": {"type": "bool", "default": False},
+        # Items are names or {name, address} mappings; the library checks them (network.normalise_networks).
+        "networks": {"type": "list", "elements": "raw"},
+        "ports": {
+            "type": "list",
+            "elements": "dict",
+            "options": {
+                "host_port": {"type": "raw", "required": True},
+                "pod_port": {"type": "raw"},
+                "protocol": {"type": "str", "choices": ["tcp", "udp"], "default": "tcp"},
+                "host_ip": {"type": "str"},
+            },
+        },
+        "dns": {"type": "list", "elements": "str"},
+        "dns_search": {"type": "list", "elements": "str"},
+        "dns_options": {"type": "list", "elements": "str"},
         "default_transport": {"type": "str", "default": "docker://"},
         "pull": {"type": "str", "choices": ["missing", "always"], "default": "missing"},
         "wait": {"type": "bool", "default": True},

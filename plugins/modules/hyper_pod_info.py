@@ -134,6 +134,54 @@ pods:
       type: list
       elements: dict
       sample: [{name: db-data, kind: disk, size: 2147483648, format: qcow2}]
+    networks:
+      description: The networks the pod joins, in order; C(address) is the static address or V(null) (DHCP).
+      type: list
+      elements: dict
+      sample: [{name: hyper, address: null}]
+    addresses:
+      description:
+        - The pod's addresses as the guest reports them through its agent, one item per network.
+        - Empty when the pod is not running or its agent does not answer.
+      type: list
+      elements: dict
+      contains:
+        network:
+          description: Network name.
+          type: str
+          sample: hyper
+        interface:
+          description: Interface name in the guest.
+          type: str
+          sample: eth0
+        mac:
+          description: MAC address of the interface.
+          type: str
+          sample: "52:54:00:3c:1f:a2"
+        address:
+          description: IPv4 address with its prefix length; V(null) when the interface has none.
+          type: str
+          sample: 10.88.0.123/24
+    ports:
+      description: Port mappings (ranges as V(LOW-HIGH)).
+      type: list
+      elements: dict
+      sample: [{host_ip: null, host_port: 8080, pod_port: 80, protocol: tcp}]
+    dns:
+      description: Name servers of the containers' C(resolv.conf) given in the pod's spec (empty means the network's resolver).
+      type: list
+      elements: str
+      sample: []
+    dns_search:
+      description: Search domains.
+      type: list
+      elements: str
+      sample: [example.org]
+    dns_options:
+      description: Resolver options.
+      type: list
+      elements: str
+      sample: [ndots:2]
     labels:
       description: Labels of the pod.
       type: dict

@@ -42,6 +42,14 @@ class FilesystemSpec:
 
 
 @dataclass(frozen=True)
+class InterfaceSpec:
+    """A virtio-net interface on a libvirt network; the guest finds it by ``mac``."""
+
+    network: str
+    mac: str
+
+
+@dataclass(frozen=True)
 class DomainSpec:
     """Everything the domain XML says; plain values only, checked by render_domain_xml."""
 
@@ -60,6 +68,7 @@ class DomainSpec:
     disks: tuple[DiskSpec, ...] = field(default_factory=tuple)
     # Any filesystem makes the guest memory shared (memfd): virtiofsd maps it.
     filesystems: tuple[FilesystemSpec, ...] = field(default_factory=tuple)
+    interfaces: tuple[InterfaceSpec, ...] = field(default_factory=tuple)
     machine: str = MACHINE
     on_reboot: str = "destroy"
     # Extra virtio-serial ports with a unix socket on the host (bulk file copies, data_channel.py).
@@ -131,6 +140,11 @@ def render_domain_xml(spec: DomainSpec) -> str:
         _sub(element, "driver", type="virtiofs")
         _sub(element, "source", dir=share.source)
         _sub(element, "target", dir=share.tag)
+    for interface in spec.interfaces:
+        element = _sub(devices, "interface", type="network")
+        _sub(element, "mac", address=interface.mac)
+        _sub(element, "source", network=interface.network)
+        _sub(element, "model", type="virtio")
     serial = _sub(devices, "serial", type="file")
     _sub(serial, "source", path=spec.console_log, append="off")
     _sub(serial, "target", port="0")

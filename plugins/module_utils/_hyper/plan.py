@@ -15,10 +15,12 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.spec import FIEL
 
 # A change to any of these needs a new VM: they are in the domain XML, the kernel command line,
 # or the guest's containers, none of which a running guest can take over.
-RECREATE_FIELDS = ("accelerator", "containers", "guest", "hostname", "kernel_args", "memory", "vcpus", "volumes")
+RECREATE_FIELDS = ("accelerator", "containers", "guest", "hostname", "kernel_args", "memory", "vcpus", "volumes", "networks", "dns")
 # Only in the metadata: updated in place.
 METADATA_FIELDS = ("labels",)
-ACTIONS = ("create", "recreate", "start", "stop", "restart", "remove", "update_labels", "purge_volumes")
+# Host-side only (nftables): updated in place, with the metadata.
+PORT_FIELDS = ("ports",)
+ACTIONS = ("create", "recreate", "start", "stop", "restart", "remove", "update_labels", "update_ports", "purge_volumes")
 RUNNING = "running"
 STOPPED = "stopped"
 ABSENT = "absent"
@@ -104,6 +106,8 @@ def plan_pod(
     else:
         if any(key in METADATA_FIELDS for key in differences):
             actions.append("update_labels")
+        if any(key in PORT_FIELDS for key in differences):
+            actions.append("update_ports")
         if state == "restarted":
             actions.append("restart" if current.running else "start")
         elif state == "started" and not current.running:

@@ -20,6 +20,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client i
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.oci import DEFAULT_PULL_POLICY, check_pull_policy
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.plan import Plan, masked_diff, plan_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_info import pod_view, predicted_view
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_network import PodNetworkApi
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_runtime import DEFAULT_STOP_TIMEOUT, DEFAULT_WAIT_TIMEOUT, PodDeps, PodRuntime
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_storage import (
     PodStorage,
@@ -32,6 +33,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_storage impo
     volumes_to_purge,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_vm import (
+    VM_PREFIX,
     FoundPod,
     discard_vm,
     domain_spec,
@@ -82,6 +84,7 @@ def ensure_pod(params: Mapping[str, Any], check_mode: bool, diff: bool = False, 
         found = find_pod(client, spec.name, pods)
         current = found.current if found else None
         purge: list[str] = []
+        network = deps.make_network(client)
         if state == "absent":
             plan = plan_pod({}, frozenset(), current, state)
             if params.get("volumes_purge"):
@@ -97,6 +100,8 @@ def ensure_pod(params: Mapping[str, Any], check_mode: bool, diff: bool = False, 
             images = deps.make_images(root)
             digests = images.digests(spec.containers, pull, check_mode) if new or "containers" in user_set else {}
             desired = spec.to_stored(accelerator=accelerator or "", guest=guest, digests=digests)
+            # Networks exist, static addresses fit and are free, host ports are free: before anything is created.
+            network.check(desired, user_set, current.spec if current else None, [p.current.spec for p in pods if p is not found])
             plan = plan_pod(desired, user_set, current, state, recreate)
             if plan.new_vm or {"start", "restart"} & set(plan.actions):
                 # Bad storage fails here, in check mode too, before anything is made (a stop never needs it).
@@ -108,6 +113,11 @@ def ensure_pod(params: Mapping[str, Any], check_mode: bool, diff: bool = False, 
             result["volumes_removed"] = purge
         if diff:
             result["diff"] = masked_diff(plan.before, plan.after)
+        # Port rules are the host's, not the VM's: put them back if they went (a reboot, a flush).
+        running = not check_mode and not plan.changed and found is not None and found.current.running
+        if running and found and _sync_ports(client, network, found.dom, found.current.vm_id, found.current.spec, deps):
+            result["changed"] = True
+            result["actions"] = ["sync_ports"]
         if check_mode or not plan.changed:
             result["pod"] = pod_view(client, found, deps) if found and not plan.changed else predicted_view(plan, current)
             return result
@@ -115,7 +125,7 @@ def ensure_pod(params: Mapping[str, Any], check_mode: bool, diff: bool = False, 
         runtime = PodRuntime(client, root, deps.make_transport, deps.make_guest_pod, deps.clock, deps.sleep, deps.timings)
         dom = None
         if set(plan.actions) != {"purge_volumes"}:  # only a purge: the pod is gone already
-            dom = _apply(client, runtime, deps, plan, found, root, task_files(spec), wait=wait, wait_timeout=wait_timeout, stop_timeout=stop_timeout)
+            dom = _apply(client, runtime, deps, network, plan, found, root, task_files(spec), wait=wait, wait_timeout=wait_timeout, stop_timeout=stop_timeout)
         if purge:
             result["volumes_removed"] = purge_volumes(purge)
         if dom is None:
@@ -131,6 +141,7 @@ def _apply(
     client: LibvirtClient,
     runtime: PodRuntime,
     deps: PodDeps,
+    network: PodNetworkApi,
     plan: Plan,
     found: Optional[FoundPod],
     root: str,
@@ -155,6 +166,7 @@ def _apply(
     if found is not None and ("remove" in actions or "recreate" in actions):
         try:
             runtime.stop(found.dom, found.current.vm_id, found.current.spec.get("containers") or [], stop_timeout, sync_timeout(found.current.spec))
+            network.remove_ports(found.current.vm_id)
             client.undefine(found.dom)
         except BaseException:
             if plan.new_vm:
@@ -172,30 +184,68 @@ def _apply(
             dom = client.define(render_domain_xml(dataclasses.replace(domain, filesystems=storage.filesystems())))
             if "start" in actions:
                 add_mounts([(c.name, c.config) for c in containers], spec)
-                runtime.boot(dom, str(spec["name"]), vm_id, containers, wait=wait, timeout=wait_timeout, setup=_setup(storage, vm_id, owners))
+                _boot(client, runtime, deps, network, dom, vm_id, spec, containers, wait=wait, wait_timeout=wait_timeout, setup=_setup(storage, vm_id, owners))
         except BaseException:
-            # A pod that failed to come up leaves nothing behind: no domain, no console log, no volume it made
-            # (volumes that existed before keep their data).
+            # A pod that failed to come up leaves nothing behind: no domain, no console log, no port rule, no volume
+            # it made (volumes that existed before keep their data).
             discard_vm(client, dom, root, vm_id)
+            with contextlib.suppress(HyperError):
+                network.remove_ports(vm_id)
             storage.undo()
             raise
         return dom
     if found is None:  # a plan without a new VM always has a current pod; say so if it ever has not
         raise HyperError(f"pod {spec['name']}: the plan {actions} needs an existing VM, and there is none")
     dom, vm_id = found.dom, found.current.vm_id
-    if "update_labels" in actions:
+    if "update_labels" in actions or "update_ports" in actions:
         client.set_metadata(dom, stored_metadata(spec))
     if "stop" in actions or "restart" in actions:
         runtime.stop(dom, vm_id, spec.get("containers") or [], stop_timeout, sync_timeout(spec))
+        network.remove_ports(vm_id)
     if "start" in actions or "restart" in actions:
-        _start_existing(client, runtime, deps, dom, vm_id, spec, root, wait=wait, wait_timeout=wait_timeout)
+        _start_existing(client, runtime, deps, network, dom, vm_id, spec, root, wait=wait, wait_timeout=wait_timeout)
+    elif "update_ports" in actions and client.is_active(dom):
+        _sync_ports(client, network, dom, vm_id, spec, deps)
     return dom
+
+
+def _sync_ports(client: LibvirtClient, network: PodNetworkApi, dom: Domain, vm_id: str, spec: Mapping[str, Any], deps: PodDeps) -> bool:
+    runtime = PodRuntime(client, "", deps.make_transport, deps.make_guest_pod, deps.clock, deps.sleep)
+    return network.sync_ports(runtime.agent(dom, vm_id), vm_id, spec, lambda: {d.name() for d in client.list_domains(prefix=VM_PREFIX)})
+
+
+def _boot(
+    client: LibvirtClient,
+    runtime: PodRuntime,
+    deps: PodDeps,
+    network: PodNetworkApi,
+    dom: Domain,
+    vm_id: str,
+    spec: Mapping[str, Any],
+    containers: Any,
+    *,
+    wait: bool,
+    wait_timeout: float,
+    setup: Optional[Callable[[GuestAgent], None]] = None,
+) -> None:
+    """Boot with the pod's network configured (then ``setup``: volumes, files) before the containers start, then its port rules."""
+    names = [c.name for c in containers]
+
+    def prepare(agent: Any) -> None:
+        network.prepare_guest(agent, vm_id, spec, names)
+
+    runtime.boot(dom, str(spec["name"]), vm_id, containers, wait=wait, timeout=wait_timeout, prepare=prepare, setup=setup)
+    try:
+        _sync_ports(client, network, dom, vm_id, spec, deps)
+    except HyperError as err:
+        raise HyperError(f"pod {spec['name']} (VM {vm_id}): mapping its ports failed: {err.message}", {**err.details, "step": "mapping the ports"}) from None
 
 
 def _start_existing(
     client: LibvirtClient,
     runtime: PodRuntime,
     deps: PodDeps,
+    network: PodNetworkApi,
     dom: Domain,
     vm_id: str,
     spec: Mapping[str, Any],
@@ -212,10 +262,12 @@ def _start_existing(
     storage.create_volumes()  # a volume file removed meanwhile is made again, empty
     add_mounts([(c.name, c.config) for c in containers], spec)
     try:
-        runtime.boot(dom, str(spec["name"]), vm_id, containers, wait=wait, timeout=wait_timeout, setup=_setup(storage, vm_id, owners))
+        _boot(client, runtime, deps, network, dom, vm_id, spec, containers, wait=wait, wait_timeout=wait_timeout, setup=_setup(storage, vm_id, owners))
     except BaseException:
         with contextlib.suppress(HyperError):
             client.destroy(dom)
+        with contextlib.suppress(HyperError):
+            network.remove_ports(vm_id)
         storage.undo()
         raise
 

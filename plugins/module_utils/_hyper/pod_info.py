@@ -10,10 +10,12 @@ Run state comes from libvirt, the spec from the domain metadata, container state
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Mapping, Optional
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import DEFAULT_URI, LibvirtClient
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.network import network_view, static_view
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.plan import CurrentPod, Plan
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_runtime import PodDeps, PodRuntime
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_vm import FoundPod, list_pods
@@ -58,6 +60,7 @@ def _view(spec: Mapping[str, Any], vm_id: Optional[str], uuid: Optional[str], st
         "labels": dict(spec.get("labels") or {}),
         "containers": [],
         "volumes": [dict(v) for v in spec.get("volumes") or []],
+        **network_view(spec),
     }
 
 
@@ -70,9 +73,12 @@ def pod_view(client: LibvirtClient, found: Optional[FoundPod], deps: PodDeps, lo
     containers = list(current.spec.get("containers") or [])
     statuses: Optional[Mapping[str, Any]] = None
     tails: dict[str, str] = {}
+    runtime = PodRuntime(client, "", deps.make_transport, deps.make_guest_pod, deps.clock, deps.sleep)
     if current.running and containers:
-        runtime = PodRuntime(client, "", deps.make_transport, deps.make_guest_pod, deps.clock, deps.sleep)
         statuses, tails = runtime.status(found.dom, current.vm_id, logs, [str(c.get("name")) for c in containers])
+    if current.running and view["networks"]:
+        with contextlib.suppress(HyperError):  # an agent that does not answer: addresses unknown, as container states
+            view["addresses"] = deps.make_network(client).addresses(runtime.agent(found.dom, current.vm_id), current.vm_id, current.spec)
     for container in containers:
         status = statuses.get(str(container.get("name"))) if statuses is not None else None
         item = _container_view(container, status if statuses is not None else None, current.running)
@@ -92,6 +98,7 @@ def predicted_view(plan: Plan, current: Optional[CurrentPod]) -> dict[str, Any]:
     spec = plan.spec
     keep_vm = current is not None and not plan.new_vm
     view = _view(spec, current.vm_id if keep_vm and current else None, current.uuid if keep_vm and current else None, state, state == "running")
+    view["addresses"] = static_view(spec) if state == "running" else []
     container_state = "running" if state == "running" else "stopped"
     for container in spec.get("containers") or []:
         item = _container_view(container, {"status": container_state}, state == "running")

@@ -21,6 +21,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_check impo
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_pod import GuestPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import Domain, LibvirtClient
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_images import PodImages, PreparedContainer
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_network import PodNetwork, PodNetworkApi
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Deadline, Sleep
 
 DEFAULT_WAIT_TIMEOUT = 120
@@ -68,6 +69,7 @@ class PodDeps:
     clock: Clock = time.monotonic
     sleep: Sleep = time.sleep
     timings: dict[str, float] = field(default_factory=dict)
+    make_network: Callable[[LibvirtClient], PodNetworkApi] = PodNetwork
 
 
 class PodError(HyperError):
@@ -102,6 +104,7 @@ class PodRuntime:
         wait: bool,
         timeout: float,
         setup: Optional[Callable[[GuestAgent], None]] = None,
+        prepare: Optional[Callable[[GuestAgent], None]] = None,
     ) -> None:
         """Start the VM, wait for its agent, write and start every container, and wait for them to run.
 
@@ -119,6 +122,10 @@ class PodRuntime:
             agent = self.agent(dom, vm_id)
             agent.wait_ready(max(deadline.remaining, 1.0), is_alive=lambda: self.client.is_active(dom))
             self.timings["agent_ready"] = round(self.clock() - started, 3)
+            if prepare is not None:  # the pod's network (pod_network.py), before any container starts
+                step = "configuring the network"
+                prepare(agent)
+                self.timings["network_ready"] = round(self.clock() - started, 3)
             if setup is not None:
                 step = "preparing the pod's volumes and files"
                 setup(agent)

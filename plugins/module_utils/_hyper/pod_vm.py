@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.data_channel import DATA_CHANNELS
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.domain_xml import DiskSpec, DomainSpec
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.domain_xml import DiskSpec, DomainSpec, InterfaceSpec
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import DomainNotFound, HyperError, LibvirtFailure
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.files import remove_pod_dir
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_check import console_path
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.image import GuestImage
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import Domain, LibvirtClient
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.network import guest_mac
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.plan import CurrentPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.spec import STORED_FORMAT, spec_hash
 
@@ -108,6 +109,7 @@ def domain_spec(vm_id: str, spec: Mapping[str, Any], image: GuestImage, disks: S
         metadata=stored_metadata(spec),
         disks=tuple(disks),
         data_channels=DATA_CHANNELS,
+        interfaces=tuple(InterfaceSpec(str(n["name"]), guest_mac(vm_id, i)) for i, n in enumerate(spec.get("networks") or [])),
     )
 
 

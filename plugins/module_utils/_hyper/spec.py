@@ -21,7 +21,9 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import Sp
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.files import FileSpec, normalise_files, stored_file
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host import ACCELERATOR_CHOICES
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.image import check_image_name
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.network import normalise_dns, normalise_networks
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.oci import DEFAULT_TRANSPORT, ImageRef, parse_image_ref
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.ports import normalise_ports
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.volumes import MountSpec, VolumeSpec, check_distinct_paths, normalise_mounts, normalise_volumes
 
 STATES = ("present", "started", "stopped", "restarted", "absent")
@@ -60,6 +62,9 @@ FIELD_OPTIONS: dict[str, tuple[str, ...]] = {
     "labels": ("labels",),
     "containers": ("containers",),
     "volumes": ("volumes",),
+    "networks": ("networks",),
+    "ports": ("ports",),
+    "dns": ("dns", "dns_search", "dns_options"),
 }
 CONTAINER_KEYS = ("name", "image", "command", "entrypoint", "env", "workdir", "user", "restart_policy", "stop_signal", "stop_timeout", "volumes", "files")
 
@@ -106,6 +111,10 @@ class PodSpec:
     labels: tuple[tuple[str, str], ...] = ()
     containers: tuple[ContainerSpec, ...] = field(default_factory=tuple)
     volumes: tuple[VolumeSpec, ...] = ()
+    # Networking (network.py, ports.py): stored forms, JSON-ready.
+    networks: tuple[Mapping[str, Any], ...] = ()
+    ports: tuple[Mapping[str, Any], ...] = ()
+    dns: Mapping[str, Any] = field(default_factory=dict)
 
     def to_stored(self, *, accelerator: str, guest: Mapping[str, Any], digests: Mapping[str, Optional[str]]) -> dict[str, Any]:
         """The JSON form kept in the domain metadata (``spec``), with host-resolved fields filled in.
@@ -123,6 +132,9 @@ class PodSpec:
             "kernel_args": self.kernel_args,
             "labels": dict(self.labels),
             "containers": [stored_container(c, digests.get(c.name), self.name) for c in self.containers],
+            "networks": [dict(n) for n in self.networks],
+            "ports": [dict(p) for p in self.ports],
+            "dns": {key: list(value) for key, value in self.dns.items()},
         }
         if self.volumes:
             stored["volumes"] = [volume.stored() for volume in self.volumes]
@@ -331,6 +343,9 @@ def normalise_pod(params: Mapping[str, Any]) -> tuple[PodSpec, frozenset[str]]:
         labels=_labels(params["labels"]) if _given(params, "labels") else (),
         containers=containers,
         volumes=volumes,
+        networks=tuple(normalise_networks(params.get("networks"))),
+        ports=tuple(normalise_ports(params.get("ports"))),
+        dns=normalise_dns(params),
     )
     user_set = {fld for fld, options in FIELD_OPTIONS.items() if any(_given(params, option) for option in options)}
     if accelerator == "auto":

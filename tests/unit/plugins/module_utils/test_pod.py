@@ -32,6 +32,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_info import 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_runtime import PodDeps, PodError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.spec import ContainerSpec
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.fake_agent import FakeClock
+from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.fake_network import FakePodNetwork, FakePorts
 
 # -- fakes -----------------------------------------------------------------------------------------
 
@@ -227,6 +228,9 @@ class Harness:
         self.digests: dict[str, str] = {}
         self.prepare_error: Optional[HyperError] = None
         self.clock = FakeClock()
+        self.net_log: list[str] = []
+        self.ports = FakePorts(self.net_log)
+        self.net_fail: Optional[HyperError] = None
 
     def deps(self) -> PodDeps:
         return PodDeps(
@@ -236,6 +240,7 @@ class Harness:
             make_guest_pod=lambda agent: FakeGuestPod(self.calls, self.fail, self.guest),
             clock=self.clock,
             sleep=self.clock.sleep,
+            make_network=lambda client: FakePodNetwork(client, self.net_log, self.ports, fail=self.net_fail),
         )
 
     def params(self, **kwargs: Any) -> dict[str, Any]:
