@@ -27,12 +27,14 @@ CONFIG_PATH = "/etc/haproxy/haproxy.cfg"
 STATE_PATH = "/etc/haproxy/hyper-services.json"
 CANDIDATE_SUFFIX = ".hyper-new"
 HAPROXY = "/usr/sbin/haproxy"
-# haproxy's master prints one of these at the end of each reload.
-RELOAD_OK = "Loading success."
+# haproxy's master prints this when a reload fails.
 RELOAD_FAILED = "Loading failure!"
 DEFAULT_RELOAD_TIMEOUT = 60.0
 HELPER_TIMEOUT = 30.0
 STATE_LIMIT = 64 * 1024 * 1024
+PROC_LIMIT = 64 * 1024
+# A SIGUSR2 that reached the master while it re-executed itself is lost: send it again after this.
+RESIGNAL_SECONDS = 5.0
 LOG_MESSAGE_LINES = 10
 # Fixed scripts; the addresses (checked by service_spec, as ADDRESS/PREFIX) are their parameters.
 # replace is idempotent; a deletion of an address that is gone already is no failure.
@@ -222,21 +224,45 @@ class HaproxyGuest:
     def _log_since(self, offset: int) -> str:
         return _text(self._run(["tail", "-c", f"+{offset + 1}", self._log], "reading the haproxy log").stdout)
 
+    def _master_pid(self) -> int:
+        """The guest pid of the container's process: haproxy's master."""
+        result = self._run(["crun", "state", self.container], f"crun state {self.container}")
+        try:
+            pid = json.loads(result.stdout)["pid"]
+        except (ValueError, KeyError, TypeError):
+            pid = None
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+            raise AgentError(f"{self.agent.name}: crun state {self.container} gave no pid: {_text(result.stdout)[:200]!r}")
+        return pid
+
+    def _workers(self, master: int) -> set[int]:
+        """The master's children (its workers, old ones still finishing included), from the guest's /proc."""
+        data = self.agent.read_file(f"/proc/{master}/task/{master}/children", limit=PROC_LIMIT)
+        return {int(word) for word in data.split() if word.isdigit()}
+
     def reload(self) -> None:
-        """SIGUSR2 to the master (the container's process), then wait for its verdict in the container's log.
+        """SIGUSR2 to the master (the container's process); done when it has forked a new worker.
 
         The master re-reads haproxy.cfg, takes the listening sockets over from the running worker
-        (the stats socket's ``expose-fd listeners``) and forks a new worker; the old one finishes
-        its connections. When the new configuration cannot start, the old worker keeps serving.
+        (the stats socket's ``expose-fd listeners``), forks a new worker and re-executes itself; the
+        old worker finishes its connections. A signal that arrives while the master re-executes
+        itself is lost, so it is sent again after RESIGNAL_SECONDS without a new worker (one reload
+        too many does no harm). When the configuration cannot start, the master says
+        ``Loading failure!`` in the container's log and the old worker keeps serving.
         """
+        master = self._master_pid()
+        before = self._workers(master)
         offset = self._log_size()
-        self._run(["crun", "kill", self.container, "SIGUSR2"], "signalling the haproxy master")
         deadline = Deadline(self.reload_timeout, self._clock)
         delays = backoff(0.1, cap=1.0)
+        signal_at = self._clock()
         while True:
-            text = self._log_since(offset)
-            if RELOAD_OK in text:
+            if self._clock() >= signal_at:
+                self._run(["crun", "kill", self.container, "SIGUSR2"], "signalling the haproxy master")
+                signal_at = self._clock() + RESIGNAL_SECONDS
+            if self._workers(master) - before:
                 return
+            text = self._log_since(offset)
             if RELOAD_FAILED in text:
                 raise ServiceError(
                     f"haproxy could not load the new configuration of container {self.container} (the previous one keeps serving):\n"
