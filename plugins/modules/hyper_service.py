@@ -33,7 +33,7 @@ extends_documentation_fragment:
 attributes:
   action:
     support: full
-    details: The action plugin renders the configuration on the controller.
+    description: An action plugin renders the haproxy configuration on the controller, then runs the module on the hyper host.
   check_mode:
     support: full
     description: Reads the pod's services and configuration, reports the actions and the diff, changes nothing.
