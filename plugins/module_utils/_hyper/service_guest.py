@@ -35,6 +35,10 @@ STATE_LIMIT = 64 * 1024 * 1024
 PROC_LIMIT = 64 * 1024
 # A SIGUSR2 that reached the master while it re-executed itself is lost: send it again after this.
 RESIGNAL_SECONDS = 5.0
+# After a reload the master re-executes itself and then prints this; a reload asked before that is lost.
+MASTER_READY = "path to executable is"
+RELOAD_OK = "Loading success."
+SETTLE_SECONDS = 10.0
 LOG_MESSAGE_LINES = 10
 # Fixed scripts; the addresses (checked by service_spec, as ADDRESS/PREFIX) are their parameters.
 # replace is idempotent; a deletion of an address that is gone already is no failure.
@@ -261,6 +265,7 @@ class HaproxyGuest:
                 self._run(["crun", "kill", self.container, "SIGUSR2"], "signalling the haproxy master")
                 signal_at = self._clock() + RESIGNAL_SECONDS
             if self._workers(master) - before:
+                self._settle(offset)
                 return
             text = self._log_since(offset)
             if RELOAD_FAILED in text:
@@ -274,4 +279,19 @@ class HaproxyGuest:
                     f"haproxy in container {self.container} did not finish its reload within {self.reload_timeout:g}s",
                     {"haproxy_output": text.splitlines()},
                 )
+            self._sleep(min(next(delays), max(deadline.remaining, 0.0)))
+
+    def _settle(self, offset: int) -> None:
+        """Wait (at most SETTLE_SECONDS, never failing) until the master is back from its re-execution.
+
+        The reload is done by then; waiting here keeps the next reload's signal from being lost
+        (and costing RESIGNAL_SECONDS), as it was for back-to-back reloads under TCG.
+        """
+        deadline = Deadline(SETTLE_SECONDS, self._clock)
+        delays = backoff(0.05, cap=0.5)
+        while not deadline.expired:
+            text = self._log_since(offset)
+            done = text.rfind(RELOAD_OK)
+            if done >= 0 and MASTER_READY in text[done:]:
+                return
             self._sleep(min(next(delays), max(deadline.remaining, 0.0)))

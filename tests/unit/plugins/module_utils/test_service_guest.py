@@ -118,10 +118,20 @@ def _reload_script(fake: FakeGuest, log_after: bytes, new_worker_after: int) -> 
     fake.run(("crun", "kill", "haproxy", "SIGUSR2"), kill)
 
 
-def test_reload_done_when_a_new_worker_exists(fake: FakeGuest, haproxy: HaproxyGuest) -> None:
-    _reload_script(fake, b"[NOTICE] Reloading HAProxy\n", new_worker_after=1)
+def test_reload_done_when_a_new_worker_exists(fake: FakeGuest, haproxy: HaproxyGuest, clock: FakeClock) -> None:
+    log = b"[NOTICE] Reloading HAProxy\n[NOTICE] New worker (9) forked\n[NOTICE] Loading success.\n[NOTICE] path to executable is /usr/sbin/haproxy\n"
+    _reload_script(fake, log, new_worker_after=1)
+    start = clock.now
     haproxy.reload()
     assert fake.argvs.count(["crun", "kill", "haproxy", "SIGUSR2"]) == 1
+    assert clock.now - start < 1  # the master was back from its re-execution at once
+
+
+def test_reload_waits_for_the_master_to_settle_but_never_fails(fake: FakeGuest, haproxy: HaproxyGuest, clock: FakeClock) -> None:
+    _reload_script(fake, b"[NOTICE] Loading success.\n", new_worker_after=1)
+    start = clock.now
+    haproxy.reload()
+    assert 10 <= clock.now - start < 12
 
 
 def test_reload_signal_sent_again_when_lost(fake: FakeGuest, haproxy: HaproxyGuest, clock: FakeClock) -> None:
