@@ -310,27 +310,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.ansible_adapter import run_module  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.common_args import with_common_args  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service import ensure_services  # noqa: E402
-
-BACKEND_OPTIONS = {
-    "address": {"type": "str", "required": True},
-    "port": {"type": "int", "required": True},
-    "weight": {"type": "int", "default": 1},
-    "enabled": {"type": "bool", "default": True},
-}
-
-SERVICE_OPTIONS = {
-    "name": {"type": "str", "required": True},
-    "address": {"type": "str"},
-    "port": {"type": "int"},
-    # No choices: the library's message says why only tcp.
-    "protocol": {"type": "str", "default": "tcp"},
-    "balance": {"type": "str", "choices": ["roundrobin", "leastconn", "source"], "default": "roundrobin"},
-    "check": {
-        "type": "dict",
-        "options": {"enabled": {"type": "bool", "default": False}, "interval": {"type": "int", "default": 2000}},
-    },
-    "backends": {"type": "list", "elements": "dict", "default": [], "options": BACKEND_OPTIONS},
-}
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_args import SERVICE_OPTIONS  # noqa: E402
 
 ARGUMENT_SPEC = with_common_args(
     {
