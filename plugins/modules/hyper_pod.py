@@ -214,7 +214,7 @@ options:
       - The pod's services, all of them (those not listed are removed), as for M(hyper.pods.hyper_service)
         with O(hyper.pods.hyper_service#module:purge=true); see there and C(docs/services.md).
       - When given, the pod gets an haproxy container called C(haproxy) (image O(service_image)) unless
-        O(containers) lists one of that name, and once the pod runs its services are applied: the
+        O(containers) lists one of that name, and once the pod runs its services are applied. The
         configuration is rendered on the controller, checked with C(haproxy -c), and reloaded without
         dropped connections. A pod that does not run gets them when a task starts it.
       - Leave it out to leave the pod's services alone.
@@ -360,6 +360,22 @@ EXAMPLES = r"""
   hyper.pods.hyper_pod:
     name: web
     state: absent
+
+- name: A pod and its service in one task (the haproxy container is added)
+  hyper.pods.hyper_pod:
+    name: web
+    memory: 256
+    containers:
+      - name: httpd
+        image: docker://busybox:1.36
+        command: [httpd, -f, -p, "8080"]
+    service_image: oci:/var/lib/hyper/local-images/oci:haproxy
+    services:
+      - name: web
+        address: 10.96.0.10
+        port: 80
+        backends:
+          - {address: 127.0.0.1, port: 8080}
 """
 
 RETURN = r"""
