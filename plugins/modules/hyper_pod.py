@@ -376,11 +376,102 @@ options:
         stop at once, each within the lesser of its own O(containers[].stop_timeout) and this.
     type: int
     default: 30
+  services:
+    description:
+      - The pod's services, all of them (those not listed are removed), as for M(hyper.pods.hyper_service)
+        with O(hyper.pods.hyper_service#module:purge=true); see there and C(docs/services.md).
+      - When given, the pod gets an haproxy container called C(haproxy) (image O(service_image)) unless
+        O(containers) lists one of that name, and once the pod runs its services are applied. The
+        configuration is rendered on the controller, checked with C(haproxy -c), and reloaded without
+        dropped connections. A pod that does not run gets them when a task starts it.
+      - Leave it out to leave the pod's services alone.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description:
+          - Name of the service, unique in the pod. Lower-case letters, digits and V(-), starting with a
+            letter or digit, at most 63 characters. It names the haproxy C(listen) section.
+        type: str
+        required: true
+      address:
+        description:
+          - The service address, IPv4 or IPv6, added to the pod's C(lo) unless it is a loopback address.
+        type: str
+      port:
+        description:
+          - The service port, 1 to 65535.
+        type: int
+      protocol:
+        description:
+          - Only V(tcp). haproxy balances TCP (and HTTP over it), so any other value, V(udp) included, is an error.
+        type: str
+        default: tcp
+      balance:
+        description:
+          - How connections are spread over the backends.
+        type: str
+        choices: [roundrobin, leastconn, source]
+        default: roundrobin
+      check:
+        description:
+          - Health checks of the backends (TCP connect). Backends that fail them get no connections.
+        type: dict
+        suboptions:
+          enabled:
+            description: Check the backends.
+            type: bool
+            default: false
+          interval:
+            description: Milliseconds between two checks of a backend, 100 to 3600000.
+            type: int
+            default: 2000
+      backends:
+        description:
+          - The servers behind the service. A service without backends refuses nothing but serves nothing.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          address:
+            description: IPv4 or IPv6 address of the backend (V(127.0.0.1) for a container of the same pod).
+            type: str
+            required: true
+          port:
+            description: Port of the backend, 1 to 65535.
+            type: int
+            required: true
+          weight:
+            description: Relative share of the connections, 0 to 256.
+            type: int
+            default: 1
+          enabled:
+            description: V(false) keeps the backend in the configuration but sends it nothing.
+            type: bool
+            default: true
+  service_image:
+    description:
+      - Image of the haproxy container added for O(services), built by the C(hyper.pods.haproxy_image) role.
+    type: str
+    default: oci:/var/lib/hyper/local-images/oci:haproxy
+  service_template:
+    description:
+      - Your own Jinja2 template of C(haproxy.cfg) for O(services), as O(hyper.pods.hyper_service#module:template).
+    type: str
+  service_config:
+    description:
+      - The rendered configuration of O(services). Set by the action plugin; setting it yourself is an error.
+    type: str
+  services_hash:
+    description:
+      - Hash of the service list O(service_config) was rendered from. Set by the action plugin.
+    type: str
 notes:
   - Values in the result that come from the guest (container states, exit codes) are data, never
     templates. Ansible treats every module result as untrusted, so the module does not mark them itself.
 seealso:
   - module: hyper.pods.hyper_pod_info
+  - module: hyper.pods.hyper_service
   - name: skopeo transports
     description: The image reference forms C(skopeo) understands.
     link: https://github.com/containers/image/blob/main/docs/containers-transports.5.md
@@ -495,6 +586,22 @@ EXAMPLES = r"""
     name: db
     state: absent
     volumes_purge: true
+
+- name: A pod and its service in one task (the haproxy container is added)
+  hyper.pods.hyper_pod:
+    name: web
+    memory: 256
+    containers:
+      - name: httpd
+        image: docker://busybox:1.36
+        command: [httpd, -f, -p, "8080"]
+    service_image: oci:/var/lib/hyper/local-images/oci:haproxy
+    services:
+      - name: web
+        address: 10.96.0.10
+        port: 80
+        backends:
+          - {address: 127.0.0.1, port: 8080}
 """
 
 RETURN = r"""
@@ -678,6 +785,20 @@ log_tail:
   type: list
   elements: str
   sample: ["httpd: bind: Address in use"]
+services:
+  description: The pod's services after the task, as M(hyper.pods.hyper_service) returns them.
+  returned: when O(services) is given, unless O(state=absent) or O(state=stopped)
+  type: list
+  elements: dict
+services_applied:
+  description: Whether the services were applied to the running pod (false in check mode and for a pod that does not run).
+  returned: when O(services) is given, unless O(state=absent) or O(state=stopped)
+  type: bool
+service_actions:
+  description: What was done to the services, as RV(hyper.pods.hyper_service#module:actions).
+  returned: when O(services) is given and the pod runs
+  type: list
+  elements: str
 """
 
 from typing import Any  # noqa: E402
@@ -686,7 +807,8 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.ansible_adapter import run_module  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.common_args import with_common_args  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod import ensure_pod  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_services import ensure_pod_with_services  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_args import SERVICE_OPTIONS  # noqa: E402
 
 CONTAINER_OPTIONS = {
     "name": {"type": "str", "required": True},
@@ -770,6 +892,11 @@ ARGUMENT_SPEC = with_common_args(
         "wait_timeout": {"type": "int", "default": 120},
         "recreate": {"type": "bool", "default": False},
         "stop_timeout": {"type": "int", "default": 30},
+        "services": {"type": "list", "elements": "dict", "options": SERVICE_OPTIONS},
+        "service_image": {"type": "str", "default": "oci:/var/lib/hyper/local-images/oci:haproxy"},
+        "service_template": {"type": "str"},
+        "service_config": {"type": "str"},
+        "services_hash": {"type": "str"},
     }
 )
 
@@ -783,7 +910,7 @@ def main() -> None:
     )
 
     def _ensure(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
-        return ensure_pod(params, check_mode, module._diff)
+        return ensure_pod_with_services(params, check_mode, module._diff)
 
     run_module(module, _ensure)
 

@@ -66,6 +66,9 @@ DEFAULT_CAPABILITIES = (
     "CAP_SETUID",
     "CAP_SYS_CHROOT",
 )
+# Open files per container process. umoci's 1024 cannot hold haproxy with 1,000 service listeners
+# (it needs ~1,230 file descriptors; bench/service_bench.py); no capability lets it raise the hard limit.
+NOFILE_LIMIT = 65536
 # Each container keeps these of its own; the network namespace is the VM's, shared by the pod.
 OWN_NAMESPACES = ("pid", "mount", "ipc", "uts")
 SHARED_NAMESPACES = ("network",)
@@ -477,6 +480,8 @@ def runtime_config(
     process["user"] = {"uid": user.uid, "gid": user.gid, **({"additionalGids": user.additional_gids} if user.additional_gids else {})}
     process["capabilities"] = {kind: list(DEFAULT_CAPABILITIES) for kind in ("bounding", "effective", "permitted")}
     process["noNewPrivileges"] = False
+    kept = [limit for limit in process.get("rlimits") or [] if not isinstance(limit, dict) or limit.get("type") != "RLIMIT_NOFILE"]
+    process["rlimits"] = [*kept, {"type": "RLIMIT_NOFILE", "hard": NOFILE_LIMIT, "soft": NOFILE_LIMIT}]
     config["process"] = process
 
     config["hostname"] = hostname

@@ -15,6 +15,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.bundle import (
     DEFAULT_PATH,
     IMAGE_CONFIG_FILE,
     MIN_DISK_BYTES,
+    NOFILE_LIMIT,
     TreeSize,
     UserDb,
     build_disk,
@@ -231,7 +232,8 @@ def test_pod_settings_and_kept_umoci_parts() -> None:
     assert result["process"]["cwd"] == "/data"
     assert result["process"]["capabilities"] == {kind: list(DEFAULT_CAPABILITIES) for kind in ("bounding", "effective", "permitted")}
     assert result["process"]["noNewPrivileges"] is False
-    assert result["process"]["rlimits"] == BASE["process"]["rlimits"]
+    nofile = {"type": "RLIMIT_NOFILE", "hard": NOFILE_LIMIT, "soft": NOFILE_LIMIT}
+    assert result["process"]["rlimits"] == [*(r for r in BASE["process"]["rlimits"] if r["type"] != "RLIMIT_NOFILE"), nofile]
     assert result["mounts"] == BASE["mounts"]
     assert result["linux"]["maskedPaths"] == ["/proc/kcore"]
     assert [ns["type"] for ns in result["linux"]["namespaces"]] == ["pid", "ipc", "uts", "mount"]

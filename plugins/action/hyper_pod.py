@@ -1,0 +1,49 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Action plugin of hyper_pod: with ``services``, renders the haproxy configuration on the controller.
+
+Without ``services`` it only runs the module. With them, the pod's services are exactly the
+listed ones, so the configuration is rendered here from that list (as hyper_service does) and
+sent to the module with the list's hash.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_plan import services_hash
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_spec import final_services, normalise_services
+from ansible_collections.hyper.pods.plugins.plugin_utils._service_render import RenderError, render_services
+
+MODULE = "hyper.pods.hyper_pod"
+INTERNAL_OPTIONS = ("service_config", "services_hash")
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def run(self, tmp: Optional[str] = None, task_vars: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        args = dict(self._task.args)
+        for option in INTERNAL_OPTIONS:
+            if args.get(option) is not None:
+                result.update(failed=True, msg=f"option {option} is set by the hyper_pod action plugin; use service_template to shape the configuration")
+                return result
+        template = args.pop("service_template", None)
+        if args.get("services") is not None and args.get("state") not in ("absent", "stopped"):
+            try:
+                services = final_services([], normalise_services(args.get("services"), "present"), "present", True)
+                args["service_config"] = render_services(self, template, services, task_vars, args.get("name"), "haproxy")
+            except SpecError as err:
+                result.update(failed=True, msg=err.message, option=err.option)
+                return result
+            except RenderError as err:
+                result.update(failed=True, msg=str(err).replace("option template=", "option service_template="))
+                return result
+            args["services_hash"] = services_hash(services)
+        result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+        return result
