@@ -150,7 +150,7 @@ class FakeReader:
         self._thread.join(timeout=0.01)
         if self._thread.is_alive():
             return Reply({"exited": False})
-        _, _, _, _, _, _tmp, _count, trailer, size, mode, target = self.argv
+        _tmp, _count, trailer, size, mode, target = self.argv[5:]
         if self.received[-32:] != trailer.encode():
             return Reply({"exited": True, "exitcode": 3, "err-data": base64.b64encode(b"the data did not end with its trailer").decode()})
         self.files[target] = (self.received[: int(size)], mode)

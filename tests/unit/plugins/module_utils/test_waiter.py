@@ -64,7 +64,7 @@ def test_deadline_on_an_injected_clock() -> None:
 def test_paced_polls_sleep_a_tenth_of_the_time_waited() -> None:
     clock = FakeClock()
     start = clock.now
-    for _ in itertools.islice(paced_polls(600, clock=clock, sleep=clock.sleep), 60):
+    for _attempt in itertools.islice(paced_polls(600, clock=clock, sleep=clock.sleep), 60):
         pass
     # 10 ms while less than 100 ms have passed, then 10 % of the time waited.
     assert clock.sleeps[:10] == pytest.approx([0.01] * 10)
@@ -78,7 +78,7 @@ def test_paced_polls_see_the_end_at_most_a_tenth_late() -> None:
     for ends in (0.004, 0.17, 0.195, 0.9, 4.2, 60.0):
         clock = FakeClock()
         start = clock.now
-        for _ in paced_polls(600, clock=clock, sleep=clock.sleep):
+        for _attempt in paced_polls(600, clock=clock, sleep=clock.sleep):
             if clock.now - start >= ends:
                 break
         late = clock.now - start - ends
