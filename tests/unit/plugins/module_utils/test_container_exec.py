@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
@@ -82,7 +84,10 @@ class FakeGuest(ScriptedTransport):
                 self.stdins[-1] = self.files[in_file]
             run = self._pick(argv[8:])
             self.files[pid_file] = b"4242\n"
-            if out_file:
+            if out_file and len(run.stdout) <= ce.INLINE_LIMIT and len(run.stderr) <= ce.INLINE_LIMIT:
+                # The wrapper hands small streams back inline, marked, and removes the files.
+                run = Run(rc=run.rc, signal=run.signal, seconds=run.seconds, stdout=run.stdout, stderr=run.stderr + ce.INLINE_MARKER.encode())
+            elif out_file:
                 self.files[out_file] = run.stdout
                 self.files[err_file] = run.stderr
                 run = Run(rc=run.rc, signal=run.signal, seconds=run.seconds)
@@ -312,6 +317,50 @@ def test_large_output_read_in_chunks_and_removed(guest: FakeGuest, agent: GuestA
     assert max(guest.reads) <= 512 * 1024
     assert guest.argvs[-1] == ["rm", "-f", *wrapper[4:8]] or guest.argvs[-1][:2] == ["rm", "-f"]
     assert not [path for path in guest.files if path.startswith("/run/hyper/exec-")]
+
+
+def test_large_output_mode_with_small_output_comes_back_inline(guest: FakeGuest, agent: GuestAgent) -> None:
+    guest.run(("crun", "exec"), Run(rc=2, stdout=b"out \xff\n", stderr=b"err\n"))
+    result = ce.run_in_container(agent, "web", ["ls"], large_output=True)
+    assert (result.rc, result.stdout, result.stderr) == (2, b"out \xff\n", b"err\n")
+    # No file read and no rm: one guest-exec and its status polls.
+    assert {r["execute"] for r in guest.requests} == {"guest-exec", "guest-exec-status"}
+    assert len(guest.argvs) == 1
+
+
+def test_large_output_just_over_the_inline_limit_goes_through_files(guest: FakeGuest, agent: GuestAgent) -> None:
+    big = b"z" * (ce.INLINE_LIMIT + 1)
+    guest.run(("crun", "exec"), Run(stdout=b"small", stderr=big))
+    result = ce.run_in_container(agent, "web", ["ls"], large_output=True)
+    assert (result.stdout, result.stderr) == (b"small", big)
+    assert "guest-file-read" in {r["execute"] for r in guest.requests}
+    assert not [path for path in guest.files if path.startswith("/run/hyper/exec-")]
+
+
+def _run_wrapper(tmp_path: Any, script: str, large: bool) -> tuple[subprocess.CompletedProcess[bytes], list[str]]:
+    """WRAPPER_SCRIPT run by a real POSIX sh, with ``sh -c script`` in place of crun exec."""
+    files = [str(tmp_path / name) for name in ("pid", "out", "err")]
+    (tmp_path / "pid").write_text("1")
+    argv = [*ce.SHELL_ARGV, files[0], "", files[1] if large else "", files[2] if large else "", "sh", "-c", script]
+    return subprocess.run(argv, capture_output=True, check=False), files
+
+
+@pytest.mark.parametrize("large", [True, False])
+def test_wrapper_script_small_output(tmp_path: Any, large: bool) -> None:
+    done, files = _run_wrapper(tmp_path, "printf 'out\\n'; printf 'err' >&2; exit 3", large)
+    assert done.returncode == 3
+    assert done.stdout == b"out\n"
+    assert done.stderr == (b"err" + ce.INLINE_MARKER.encode() if large else b"err")
+    assert not any(os.path.exists(path) for path in files), "pid file (and the streams' files) removed"
+
+
+def test_wrapper_script_large_output_stays_in_files(tmp_path: Any) -> None:
+    done, files = _run_wrapper(tmp_path, f"head -c {ce.INLINE_LIMIT + 1} /dev/zero; echo warn >&2", True)
+    assert done.returncode == 0
+    assert (done.stdout, done.stderr) == (b"", b"")  # no marker: the host reads the files
+    assert os.path.getsize(files[1]) == ce.INLINE_LIMIT + 1
+    with open(files[2], "rb") as err:
+        assert err.read() == b"warn\n"
 
 
 def test_large_stdin_goes_through_a_file(guest: FakeGuest, agent: GuestAgent) -> None:
