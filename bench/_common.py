@@ -29,8 +29,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
 
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.container_exec import find_running_pod  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.image import GuestImage  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import LibvirtClient, import_libvirt  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import Domain, LibvirtClient, import_libvirt  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod import ensure_pod  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_vm import discard_vm, list_pods  # noqa: E402
 
 PREFIX = "bench-"
 BOOT_TIMEOUT = 180.0
@@ -62,6 +66,48 @@ class Tracker:
                 if "not found" not in str(err).lower():
                     print(f"warning: could not destroy {name}: {err}", file=sys.stderr)
         self.names.clear()
+
+
+class BenchPod:
+    """One pod of a benchmark: ``ensure_pod`` with ``spec``, removed by ``cleanup`` whatever happened.
+
+    A removal that fails discards the VM instead, so a benchmark never leaves a domain behind.
+    """
+
+    def __init__(self, client: LibvirtClient, prefix: str, root: str, uri: str, spec: dict[str, Any]) -> None:
+        self.client = client
+        self.name = prefix + secrets.token_hex(4)
+        self.root = root
+        self.uri = uri
+        self.spec = spec
+        self.created = False
+
+    def params(self, state: str) -> dict[str, Any]:
+        params: dict[str, Any] = {"name": self.name, "state": state, "root": self.root, "uri": self.uri}
+        if state == "absent":
+            params["stop_timeout"] = 0
+        else:
+            params.update(self.spec)
+        return params
+
+    def start(self) -> tuple[Domain, str]:
+        """Create and start the pod; its domain and VM id."""
+        self.created = True
+        ensure_pod(self.params("started"), False)
+        return find_running_pod(self.client, self.name)
+
+    def cleanup(self) -> None:
+        if not self.created:
+            return
+        try:
+            ensure_pod(self.params("absent"), False)
+        except HyperError as err:
+            print(f"warning: removing {self.name}: {err}; discarding its VM", file=sys.stderr)
+            with contextlib.suppress(HyperError):
+                for found in list_pods(self.client):
+                    if found.current.spec.get("name") == self.name:
+                        discard_vm(self.client, found.dom, self.root, found.current.vm_id)
+        self.created = False
 
 
 def console_path(root: str, name: str) -> str:

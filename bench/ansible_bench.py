@@ -32,20 +32,16 @@ import argparse
 import contextlib
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
 from typing import Any, Optional
 
-from _common import HERE, PREFIX, REPO, load_average, median, sigterm_interrupts
+from _common import HERE, PREFIX, REPO, BenchPod, load_average, median, sigterm_interrupts
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import GuestAgent, LibvirtAgentTransport
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.container_exec import container_rootfs, find_running_pod
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.container_exec import container_rootfs
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import LibvirtClient
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod import ensure_pod
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_vm import discard_vm, list_pods
 
 POD_PREFIX = PREFIX + "ans-"
 DEFAULT_IMAGE = "oci:/var/lib/hyper-test/images/oci:debian-python"
@@ -85,51 +81,23 @@ PLAYBOOK = """---
 """
 
 
-class Bench:
-    def __init__(self, client: LibvirtClient, args: argparse.Namespace) -> None:
-        self.client = client
-        self.args = args
-        self.name = POD_PREFIX + secrets.token_hex(4)
-        self.created = False
+def make_pod(client: LibvirtClient, args: argparse.Namespace) -> BenchPod:
+    container = {"name": CONTAINER, "image": args.container_image, "command": ["sleep", "3600"], "stop_timeout": 0}
+    return BenchPod(client, POD_PREFIX, args.root, args.uri, {"memory": args.memory, "accelerator": "tcg", "containers": [container]})
 
-    def pod_params(self, state: str) -> dict[str, Any]:
-        params: dict[str, Any] = {"name": self.name, "state": state, "root": self.args.root, "uri": self.args.uri}
-        if state == "absent":
-            params["stop_timeout"] = 0
-            return params
-        params.update(
-            memory=self.args.memory,
-            accelerator="tcg",
-            containers=[{"name": CONTAINER, "image": self.args.container_image, "command": ["sleep", "3600"], "stop_timeout": 0}],
-        )
-        return params
 
-    def create(self) -> str:
-        self.created = True
-        ensure_pod(self.pod_params("started"), False)
-        dom, vm_id = find_running_pod(self.client, self.name)
-        agent = GuestAgent(LibvirtAgentTransport(dom, vm_id))
-        rootfs = container_rootfs(CONTAINER)
-        # libvirt_qemu's side: python3 of the container through chroot, its temporary files visible at the same path.
-        agent.write_file(GUEST_PYTHON, f'#!/bin/sh\nexec chroot {rootfs} /usr/bin/python3 "$@"\n'.encode(), mode=0o755)
-        for argv in (["mkdir", "-p", GUEST_TMP, rootfs + GUEST_TMP], ["mount", "--bind", GUEST_TMP, rootfs + GUEST_TMP]):
-            result = agent.exec(argv)
-            if result.rc != 0:
-                raise RuntimeError(f"{argv}: {result.stderr!r}")
-        return vm_id
-
-    def cleanup(self) -> None:
-        if not self.created:
-            return
-        try:
-            ensure_pod(self.pod_params("absent"), False)
-        except HyperError as err:
-            print(f"warning: removing {self.name}: {err}; discarding its VM", file=sys.stderr)
-            with contextlib.suppress(HyperError):
-                for found in list_pods(self.client):
-                    if found.current.spec.get("name") == self.name:
-                        discard_vm(self.client, found.dom, self.args.root, found.current.vm_id)
-        self.created = False
+def start_pod(bench: BenchPod) -> str:
+    """Start the pod and prepare libvirt_qemu's side in the guest; the VM id."""
+    dom, vm_id = bench.start()
+    agent = GuestAgent(LibvirtAgentTransport(dom, vm_id))
+    rootfs = container_rootfs(CONTAINER)
+    # libvirt_qemu's side: python3 of the container through chroot, its temporary files visible at the same path.
+    agent.write_file(GUEST_PYTHON, f'#!/bin/sh\nexec chroot {rootfs} /usr/bin/python3 "$@"\n'.encode(), mode=0o755)
+    for argv in (["mkdir", "-p", GUEST_TMP, rootfs + GUEST_TMP], ["mount", "--bind", GUEST_TMP, rootfs + GUEST_TMP]):
+        result = agent.exec(argv)
+        if result.rc != 0:
+            raise RuntimeError(f"{argv}: {result.stderr!r}")
+    return vm_id
 
 
 def inventory(pod: str, vm_id: str, uri: str) -> dict[str, Any]:
@@ -202,10 +170,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                 blob.write(os.urandom(size))
         with open(os.path.join(work, "play.yml"), "w", encoding="utf-8") as play:
             play.write(PLAYBOOK)
-        bench = Bench(client, args)
+        bench = make_pod(client, args)
         try:
             print(f"creating pod {bench.name}", flush=True)
-            vm_id = bench.create()
+            vm_id = start_pod(bench)
             with open(os.path.join(work, "inventory.json"), "w", encoding="utf-8") as inv:
                 json.dump(inventory(bench.name, vm_id, args.uri), inv)
             for run in range(args.runs):

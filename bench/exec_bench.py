@@ -22,25 +22,20 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import io
 import json
 import os
-import secrets
 import sys
 import time
 from typing import Any, Callable, Optional
 
-from _common import PREFIX, load_average, median, sigterm_interrupts
+from _common import PREFIX, BenchPod, load_average, median, sigterm_interrupts
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import GuestAgent, LibvirtAgentTransport
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.container_exec import find_running_pod, run_in_container
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.container_exec import run_in_container
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.data_channel import Pusher, data_channels, usable_channels
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host import resolve_accelerator
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import LibvirtClient, import_libvirt
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod import ensure_pod
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_vm import discard_vm, list_pods
 
 POD_PREFIX = PREFIX + "exec-"
 DEFAULT_IMAGE = "oci:/var/lib/hyper-test/images/oci:busybox"
@@ -96,48 +91,19 @@ class Raw:
         self.conn.close()
 
 
-class Bench:
-    def __init__(self, client: LibvirtClient, args: argparse.Namespace) -> None:
-        self.client = client
-        self.args = args
-        self.name = POD_PREFIX + secrets.token_hex(4)
-        self.created = False
+def make_pod(client: LibvirtClient, args: argparse.Namespace) -> BenchPod:
+    container = {"name": CONTAINER, "image": args.container_image, "command": ["sleep", "3600"], "stop_timeout": 0}
+    spec = {"memory": args.memory, "accelerator": "tcg", "guest_image": args.image, "containers": [container]}
+    return BenchPod(client, POD_PREFIX, args.root, args.uri, spec)
 
-    def pod_params(self, state: str) -> dict[str, Any]:
-        params: dict[str, Any] = {"name": self.name, "state": state, "root": self.args.root, "uri": self.args.uri}
-        if state == "absent":
-            params["stop_timeout"] = 0
-            return params
-        params.update(
-            memory=self.args.memory,
-            accelerator="tcg",
-            guest_image=self.args.image,
-            containers=[{"name": CONTAINER, "image": self.args.container_image, "command": ["sleep", "3600"], "stop_timeout": 0}],
-        )
-        return params
 
-    def create(self) -> tuple[GuestAgent, str, Pusher]:
-        self.created = True
-        ensure_pod(self.pod_params("started"), False)
-        dom, vm_id = find_running_pod(self.client, self.name)
-        agent = GuestAgent(LibvirtAgentTransport(dom, vm_id))
-        channels = usable_channels(data_channels(self.client.xml_desc(dom)))
-        if not channels:
-            raise RuntimeError(f"pod {self.name} has no data channel this process can open (run as root on the hyper host)")
-        return agent, vm_id, Pusher(agent, channels, str(dom.UUIDString()))
-
-    def cleanup(self) -> None:
-        if not self.created:
-            return
-        try:
-            ensure_pod(self.pod_params("absent"), False)
-        except HyperError as err:
-            print(f"warning: removing {self.name}: {err}; discarding its VM", file=sys.stderr)
-            with contextlib.suppress(HyperError):
-                for found in list_pods(self.client):
-                    if found.current.spec.get("name") == self.name:
-                        discard_vm(self.client, found.dom, self.args.root, found.current.vm_id)
-        self.created = False
+def start_pod(bench: BenchPod) -> tuple[GuestAgent, str, Pusher]:
+    dom, vm_id = bench.start()
+    agent = GuestAgent(LibvirtAgentTransport(dom, vm_id))
+    channels = usable_channels(data_channels(bench.client.xml_desc(dom)))
+    if not channels:
+        raise RuntimeError(f"pod {bench.name} has no data channel this process can open (run as root on the hyper host)")
+    return agent, vm_id, Pusher(agent, channels, str(dom.UUIDString()))
 
 
 def ours_exec(agent: GuestAgent, large_output: bool) -> float:
@@ -196,11 +162,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     push_raw: list[float] = []
     data = os.urandom(PUSH_SIZE)
     with LibvirtClient.open(args.uri) as client:
-        bench = Bench(client, args)
+        bench = make_pod(client, args)
         raw: Optional[Raw] = None
         try:
             print(f"creating pod {bench.name}", flush=True)
-            agent, vm_id, pusher = bench.create()
+            agent, vm_id, pusher = start_pod(bench)
             raw = Raw(args.uri, vm_id)
             # Warm-up, not counted: page cache of crun and the container's rootfs.
             ours_exec(agent, False)
