@@ -43,16 +43,16 @@ from typing import Any, Callable, Optional, Sequence
 
 from _common import PREFIX, Sample, Tracker, load_average, median, run_baseline, sigterm_interrupts
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import GuestAgent, LibvirtAgentTransport
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_check import console_path
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.host import resolve_accelerator
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.image import GuestImage, load_image
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import Domain, LibvirtClient
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod import ensure_pod
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_runtime import GuestPodApi, PodDeps, default_guest_pod
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_vm import discard_vm, list_pods
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.volumes import remove_volume
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent, LibvirtAgentTransport
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.check import console_path
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.manifest import GuestImage, load_image
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import resolve_accelerator
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import GuestPodApi, PodDeps, default_guest_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import discard_vm, list_pods
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes import remove_volume
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import Domain, LibvirtClient
 
 POD_PREFIX = PREFIX + "pod-"
 DEFAULT_IMAGE = "oci:/var/lib/hyper-test/images/oci:busybox"

@@ -22,7 +22,7 @@ import ast
 import json
 import os
 import sys
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,10 +44,10 @@ def module_path(name: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def imports_of(path: str) -> frozenset[str]:
     """The collection files ``path`` imports (``from X import name`` may name a submodule too)."""
-    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    tree = ast.parse(source(path), path)
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module:
@@ -95,7 +95,7 @@ def library_files() -> list[str]:
 
 
 def longest_chain(files: list[str]) -> list[str]:
-    @lru_cache(maxsize=None)
+    @cache
     def longest_from(path: str) -> tuple[str, ...]:
         best: tuple[str, ...] = ()
         for target in imports_of(path):
@@ -108,14 +108,19 @@ def longest_chain(files: list[str]) -> list[str]:
     return list(max((longest_from(f) for f in files), key=len))
 
 
+def source(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
 def lines(paths: set[str] | list[str]) -> int:
-    return sum(sum(1 for _ in open(p, encoding="utf-8")) for p in paths)
+    return sum(source(p).count("\n") for p in paths)
 
 
 def string_lookups(files: list[str]) -> int:
     count = 0
     for path in files:
-        tree = ast.parse(open(path, encoding="utf-8").read(), path)
+        tree = ast.parse(source(path), path)
         for node in ast.walk(tree):
             receiver: ast.AST | None = None
             if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
@@ -140,7 +145,7 @@ def string_lookups(files: list[str]) -> int:
 def largest_function(files: list[str]) -> tuple[str, int]:
     best = ("", 0)
     for path in files:
-        tree = ast.parse(open(path, encoding="utf-8").read(), path)
+        tree = ast.parse(source(path), path)
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno:
                 size = node.end_lineno - node.lineno + 1

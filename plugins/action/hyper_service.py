@@ -16,8 +16,8 @@ from typing import Any, Optional
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_plan import services_hash
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_spec import check_state, final_services, normalise_services
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.plan import services_hash
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.spec import check_state, final_services, normalise_services
 from ansible_collections.hyper.pods.plugins.plugin_utils._service_render import RenderError, render_services
 
 MODULE = "hyper.pods.hyper_service"

@@ -147,15 +147,6 @@ from ansible.module_utils.common.text.converters import to_bytes, to_text  # noq
 from ansible.plugins.connection import ConnectionBase  # noqa: E402
 from ansible.utils.display import Display  # noqa: E402
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import MAX_CHUNK, MAX_REQUEST_DATA, GuestAgent, LibvirtAgentTransport  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.container_exec import container_rootfs, find_running_pod, run_in_container  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.data_channel import (  # noqa: E402
-    STREAM_MIN_SIZE,
-    Pusher,
-    data_channels,
-    is_local_uri,
-    usable_channels,
-)
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (  # noqa: E402
     AgentTimeout,
     AgentUnavailable,
@@ -164,7 +155,16 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ( 
     HyperError,
     LibvirtFailure,
 )
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import LibvirtClient  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import MAX_CHUNK, MAX_REQUEST_DATA, GuestAgent, LibvirtAgentTransport  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.data_channel import (  # noqa: E402
+    STREAM_MIN_SIZE,
+    Pusher,
+    data_channels,
+    is_local_uri,
+    usable_channels,
+)
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.exec import container_rootfs, find_running_pod, run_in_container  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import LibvirtClient  # noqa: E402
 
 display = Display()
 

@@ -123,11 +123,11 @@ from ansible.errors import AnsibleParserError  # noqa: E402
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable  # noqa: E402
 from ansible.utils.unsafe_proxy import wrap_var  # noqa: E402
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import GuestAgent, LibvirtAgentTransport  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import Domain, LibvirtClient  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_vm import list_pods  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.spec import CONTAINER_NAME, POD_NAME  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent, LibvirtAgentTransport  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import CONTAINER_NAME, POD_NAME  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import list_pods  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import Domain, LibvirtClient  # noqa: E402
 
 CONNECTION = "hyper.pods.hyper"
 ALL_GROUP = "hyper_pods"

@@ -807,8 +807,8 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.ansible_adapter import run_module  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.common_args import with_common_args  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_services import ensure_pod_with_services  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_args import SERVICE_OPTIONS  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.services import ensure_pod_with_services  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.args import SERVICE_OPTIONS  # noqa: E402
 
 CONTAINER_OPTIONS = {
     "name": {"type": "str", "required": True},

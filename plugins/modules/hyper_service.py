@@ -309,8 +309,8 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.ansible_adapter import run_module  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.common_args import with_common_args  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service import ensure_services  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_args import SERVICE_OPTIONS  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.args import SERVICE_OPTIONS  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.engine import ensure_services  # noqa: E402
 
 ARGUMENT_SPEC = with_common_args(
     {

@@ -15,8 +15,6 @@ from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNo
 from ansible.playbook.play_context import PlayContext
 
 from ansible_collections.hyper.pods.plugins.connection import hyper
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import MAX_REQUEST_DATA, GuestAgent
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.data_channel import STREAM_MIN_SIZE
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (
     AgentError,
     AgentTimeout,
@@ -26,6 +24,8 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (
     HyperError,
     LibvirtFailure,
 )
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import MAX_REQUEST_DATA, GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.data_channel import STREAM_MIN_SIZE
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.fake_agent import FakeClock, Reply, ScriptedTransport
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.network import NetworkInfo, parse_network_xml
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_network import PodNetwork
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.networks import NetworkInfo, parse_network_xml
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.pod import PodNetwork
 
 HYPER_XML = """<network><name>hyper</name><forward mode='nat'/><bridge name='hyperbr0'/>
 <ip address='10.88.0.1' prefix='24'><dhcp><range start='10.88.0.100' end='10.88.0.254'/></dhcp></ip></network>"""

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_pod import container_meta, parse_status
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import container_meta, parse_status
 
 TEMPLATE = Path(__file__).resolve().parents[4] / "roles" / "guest_image" / "templates" / "hyper-container.sh.j2"
 BUSYBOX = shutil.which("busybox")
