@@ -45,8 +45,8 @@ from _common import PREFIX, Sample, Tracker, load_average, median, run_baseline,
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent, LibvirtAgentTransport
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.check import console_path
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.manifest import GuestImage, load_image
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.console import console_path
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import resolve_accelerator
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import GuestPodApi, PodDeps, default_guest_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod

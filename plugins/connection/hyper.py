@@ -138,7 +138,6 @@ EXAMPLES = r"""
 
 import os  # noqa: E402
 import posixpath  # noqa: E402
-import re  # noqa: E402
 import shlex  # noqa: E402
 from typing import Any, Optional  # noqa: E402
 
@@ -164,11 +163,11 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.data_chann
     usable_channels,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.exec import container_rootfs, find_running_pod, run_in_container  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.layout import CONTAINER_NAME  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import LibvirtClient  # noqa: E402
 
 display = Display()
 
-_CONTAINER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 # A local file is sent in blocks of this size (each one guest-file-open/-write.../-close), so memory stays bounded.
 PUT_BLOCK = 4 * 1024 * 1024
 # The errors that mean "cannot reach the pod" (Ansible's unreachable), as opposed to a failed task.
@@ -182,7 +181,7 @@ def parse_host(host: str, default_container: Optional[str]) -> tuple[str, Option
     if not pod or (sep and not container) or "/" in container:
         raise AnsibleConnectionFailure(f"hyper connection: host {host!r} is not POD or POD/CONTAINER")
     chosen = container if sep else (default_container or None)
-    if chosen is not None and not _CONTAINER_NAME.match(chosen):
+    if chosen is not None and not CONTAINER_NAME.fullmatch(chosen):
         raise AnsibleConnectionFailure(f"hyper connection: {chosen!r} is not a container name (host {host!r})")
     return pod, chosen
 

@@ -17,28 +17,21 @@ import time
 from typing import Any, Mapping, Optional, Sequence, TypedDict
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentCommandError, AgentError, ContainerError, SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import ExecResult, ExecTimeout, GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Deadline, Sleep, backoff
 
-GUEST_COMMAND = "/usr/sbin/hyper-container"
-CONTAINERS_DIR = "/run/hyper/containers"
-CONFIG_FILE = "config.json"
-META_FILE = "container.json"
+GUEST_COMMAND = layout.GUEST_COMMAND
+CONTAINERS_DIR = layout.CONTAINERS_DIR
+CONFIG_FILE = layout.CONFIG_FILE
+META_FILE = layout.META_FILE
 # The overlay is mounted at <container dir>/rootfs; config.json must point there.
-ROOT_PATH = "rootfs"
-
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]*")
-NAME_MAX = 63
-SERIAL_PATTERN = re.compile(r"hyper-img-[0-9a-f]{10}")
+ROOT_PATH = layout.ROOTFS
 # What the guest script accepts: a name (SIGTERM, TERM) or a number; crun kill understands both.
 SIGNAL_PATTERN = re.compile(r"[A-Z][A-Z0-9]*|[1-9][0-9]?")
-RESTART_POLICIES = ("never", "on-failure", "always")
 STATES = ("created", "starting", "running", "restarting", "exited", "stopped", "unknown")
 
-DEFAULT_RESTART_POLICY = "never"
-DEFAULT_STOP_SIGNAL = "SIGTERM"
-DEFAULT_STOP_TIMEOUT = 10.0
-MAX_STOP_TIMEOUT = 3600.0
+MAX_STOP_TIMEOUT = float(layout.MAX_STOP_TIMEOUT)
 # start, status, logs, mkdir: a busybox script and a mount or two, slow only under TCG.
 COMMAND_TIMEOUT = 30.0
 # stop/remove run longer than their stop timeout: the SIGKILL grace (5 s in the guest), crun delete, umount.
@@ -62,14 +55,8 @@ class ContainerState(TypedDict):
     restarts: int
 
 
-def check_name(name: object) -> str:
-    if not isinstance(name, str) or len(name) > NAME_MAX or not NAME_PATTERN.fullmatch(name):
-        raise SpecError("name", name, f"container names use a-z, 0-9, '_', '.' and '-', start with a letter or digit, at most {NAME_MAX} characters")
-    return name
-
-
-def container_dir(name: str) -> str:
-    return f"{CONTAINERS_DIR}/{check_name(name)}"
+check_name = layout.check_container_name
+container_dir = layout.container_dir
 
 
 def _seconds(value: object, option: str) -> float:
@@ -93,17 +80,17 @@ def container_meta(name: str, meta: Mapping[str, Any]) -> dict[str, Any]:
     if meta.get("name", name) != name:
         raise SpecError("meta.name", meta.get("name"), f"does not match the container name {name!r}")
     serial = meta.get("serial")
-    if not isinstance(serial, str) or not SERIAL_PATTERN.fullmatch(serial):
+    if not isinstance(serial, str) or not layout.IMAGE_SERIAL.fullmatch(serial):
         raise SpecError("meta.serial", serial, "must be an image disk serial, hyper-img-<10 hex digits> (bundle.disk_serial)")
-    policy = meta.get("restart_policy", DEFAULT_RESTART_POLICY)
-    if policy not in RESTART_POLICIES:
-        raise SpecError("restart_policy", policy, f"must be one of {', '.join(RESTART_POLICIES)}")
-    signal = meta.get("stop_signal", DEFAULT_STOP_SIGNAL)
+    policy = meta.get("restart_policy", layout.DEFAULT_RESTART_POLICY)
+    if policy not in layout.RESTART_POLICIES:
+        raise SpecError("restart_policy", policy, f"must be one of {', '.join(layout.RESTART_POLICIES)}")
+    signal = meta.get("stop_signal", layout.DEFAULT_STOP_SIGNAL)
     if isinstance(signal, int) and not isinstance(signal, bool):
         signal = str(signal)
     if not isinstance(signal, str) or not SIGNAL_PATTERN.fullmatch(signal):
         raise SpecError("stop_signal", signal, "must be a signal name such as SIGTERM or a number")
-    timeout = _seconds(meta.get("stop_timeout", DEFAULT_STOP_TIMEOUT), "stop_timeout")
+    timeout = _seconds(meta.get("stop_timeout", layout.DEFAULT_STOP_TIMEOUT), "stop_timeout")
     return {"name": name, "serial": serial, "restart_policy": policy, "stop_signal": signal, "stop_timeout": int(timeout) if timeout.is_integer() else timeout}
 
 

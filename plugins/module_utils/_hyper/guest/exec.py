@@ -15,19 +15,17 @@ import contextlib
 import json
 import re
 import secrets
-import shlex
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (
     AgentError,
     ContainerError,
-    DomainNotFound,
-    DomainNotRunning,
     HyperError,
     SpecError,
 )
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import (
     KILL_GRACE,
     MAX_REQUEST_DATA,
@@ -35,15 +33,10 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent impo
     ExecTimeout,
     GuestAgent,
 )
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import CONTAINERS_DIR, check_name
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodDeps
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import check_pod_name
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import find_pod
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import DEFAULT_URI, Domain, LibvirtClient
 
 CRUN = "crun"
 # Temporary files of one exec live next to the containers' state, on the guest's tmpfs.
-EXEC_DIR = "/run/hyper"
+EXEC_DIR = layout.EXEC_DIR
 DEFAULT_TIMEOUT = 60.0
 # Small guest commands around an exec (read the pid file, kill, rm, crun state).
 HELPER_TIMEOUT = 10.0
@@ -94,9 +87,8 @@ class ContainerExecResult:
     timed_out: bool
 
 
-def container_rootfs(container: str) -> str:
-    """The container's root filesystem as the guest sees it (the overlay ``hyper-container`` mounts)."""
-    return f"{CONTAINERS_DIR}/{check_name(container)}/rootfs"
+container_rootfs = layout.container_rootfs
+check_name = layout.check_container_name
 
 
 def crun_exec_argv(
@@ -269,7 +261,7 @@ def _read_optional(agent: GuestAgent, path: str) -> bytes:
 
 def container_env(agent: GuestAgent, container: str) -> dict[str, str]:
     """The container's environment from its config.json in the guest (``process.env``)."""
-    path = f"{CONTAINERS_DIR}/{check_name(container)}/config.json"
+    path = layout.container_file(container, layout.CONFIG_FILE)
     try:
         data = agent.read_file(path, limit=CONFIG_LIMIT)
     except AgentError:
@@ -298,94 +290,3 @@ def _check_container(agent: GuestAgent, container: str) -> None:
     status = _text(state.group(1)) if state else "unknown"
     if status != "running":
         raise ContainerError(container, f"is {status} in {agent.name}, not running: start its pod again with hyper.pods.hyper_pod", details={"state": status})
-
-
-def find_running_pod(client: LibvirtClient, pod: str) -> tuple[Domain, str]:
-    """The domain and VM id of the running pod called ``pod``; DomainNotFound or DomainNotRunning otherwise."""
-    check_pod_name(pod, "pod")
-    found = find_pod(client, pod)
-    if found is None:
-        raise DomainNotFound(f"pod {pod} does not exist on {client.uri}", {"pod": pod})
-    if not found.current.running:
-        vm_id = found.current.vm_id
-        raise DomainNotRunning(f"pod {pod} is {found.current.state}: start it with hyper.pods.hyper_pod state=started", {"pod": pod, "vm_id": vm_id})
-    return found.dom, found.current.vm_id
-
-
-# -- the hyper_exec module -----------------------------------------------------------------------
-
-
-class CommandFailed(HyperError):
-    """The command ran and failed (rc, signal or timeout); the details are the module's result."""
-
-
-def command_argv(argv: Optional[Sequence[Any]], command: Optional[str]) -> list[str]:
-    """The argv of ``argv`` (as is) or ``command`` (split like a shell would, never run by one)."""
-    if (argv is None) == (command is None):
-        raise SpecError("argv", argv, "give exactly one of argv and command")
-    if command is not None:
-        try:
-            words = shlex.split(command)
-        except ValueError as err:
-            raise SpecError("command", command, f"cannot be split into words: {err}") from None
-        if not words:
-            raise SpecError("command", command, "is empty")
-        return words
-    if not argv or not all(isinstance(arg, (str, int, float)) and not isinstance(arg, bool) for arg in argv):
-        raise SpecError("argv", argv, "must be a non-empty list of strings")
-    return [str(arg) for arg in argv]
-
-
-def _strip(data: str, strip: bool) -> str:
-    return data.rstrip("\r\n") if strip else data
-
-
-def result_dict(result: ContainerExecResult, strip_empty_ends: bool = True) -> dict[str, Any]:
-    """The module result: text decoded (invalid UTF-8 replaced), lines split."""
-    stdout = _strip(_text(result.stdout), strip_empty_ends)
-    stderr = _strip(_text(result.stderr), strip_empty_ends)
-    return {
-        "rc": result.rc,
-        "signal": result.signal,
-        "stdout": stdout,
-        "stderr": stderr,
-        "stdout_lines": stdout.splitlines(),
-        "stderr_lines": stderr.splitlines(),
-        "stdout_truncated": result.stdout_truncated,
-        "stderr_truncated": result.stderr_truncated,
-        "duration": round(result.duration, 3),
-        "timed_out": result.timed_out,
-    }
-
-
-def exec_in_pod(params: Mapping[str, Any], check_mode: bool = False, deps: Optional[PodDeps] = None) -> dict[str, Any]:
-    """The hyper_exec module's one call: find the running pod, run the command, judge the result."""
-    deps = deps or PodDeps()
-    pod = check_pod_name(params.get("pod"), "pod")
-    container = check_name(params.get("container"))
-    argv = command_argv(params.get("argv"), params.get("command"))
-    stdin: Optional[bytes] = None
-    if params.get("stdin") is not None:
-        text = str(params["stdin"])
-        if params.get("stdin_add_newline", True) and not text.endswith("\n"):
-            text += "\n"
-        stdin = text.encode("utf-8", errors="surrogateescape")
-    env = {str(key): str(value) for key, value in (params.get("env") or {}).items()}
-    timeout = float(params.get("timeout") or DEFAULT_TIMEOUT)
-    with deps.open_client(str(params.get("uri") or DEFAULT_URI)) as client:
-        dom, vm_id = find_running_pod(client, pod)
-        agent = GuestAgent(deps.make_transport(dom, vm_id), name=f"pod {pod} ({vm_id})", clock=deps.clock, sleep=deps.sleep)
-        result = run_in_container(
-            agent, container, argv, stdin=stdin, env=env or None, cwd=params.get("chdir"), user=params.get("user"), timeout=timeout, large_output=True
-        )
-    out = result_dict(result, bool(params.get("strip_empty_ends", True)))
-    # failed is explicit: Ansible otherwise fails any result whose rc is not 0.
-    out.update(changed=True, failed=False, cmd=argv)
-    if params.get("fail_on_rc", True):
-        if result.timed_out:
-            raise CommandFailed(f"{shlex.join(argv)} in container {container} of pod {pod} ran longer than {timeout:g}s and was killed", out)
-        if result.rc is None:
-            raise CommandFailed(f"{shlex.join(argv)} in container {container} of pod {pod} was killed by signal {result.signal}", out)
-        if result.rc != 0:
-            raise CommandFailed(f"{shlex.join(argv)} in container {container} of pod {pod} failed with exit code {result.rc}", out)
-    return out

@@ -22,6 +22,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent impo
     LibvirtAgentTransport,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.manifest import resolve_image
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.console import console_path, console_tail
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import DEFAULT_ROOT, resolve_accelerator
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import DEFAULT_URI, LibvirtClient
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import DomainSpec, render_domain_xml
@@ -29,8 +30,6 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml 
 CHECK_PREFIX = "hyper-check-"
 DEFAULT_COMMAND = ("crun", "--version")
 DEFAULT_MEMORY_MIB = 256
-CONSOLE_TAIL_LINES = 30
-RUN_DIR = "run"
 
 
 @dataclass(frozen=True)
@@ -47,23 +46,6 @@ class GuestCheckRequest:
     timeout: float = READY_TIMEOUT
     command: tuple[str, ...] = DEFAULT_COMMAND
     command_timeout: float = EXEC_TIMEOUT
-
-
-def console_path(root: str, vm_id: str) -> str:
-    return os.path.join(root, RUN_DIR, f"{vm_id}.console.log")
-
-
-def console_tail(path: str, lines: int = CONSOLE_TAIL_LINES) -> list[str]:
-    """The last ``lines`` lines of a console log (empty when there is none yet)."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 256 * lines))
-            data = handle.read()
-    except OSError:
-        return []
-    text = data.decode("utf-8", errors="replace").replace("\r", "")
-    return text.splitlines()[-lines:]
 
 
 def new_vm_id(prefix: str = CHECK_PREFIX) -> str:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ImageError, SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.commands import CommandFailed, Runner, run
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import ImageCache, ResolvedImage, read_json, write_json_atomic
 
@@ -45,7 +46,7 @@ MIN_DISK_BYTES = 8 << 20
 # Superblock and inode creation times of every disk (mke2fs honours E2FSPROGS_FAKE_TIME): 2000-01-01.
 DISK_EPOCH = 946684800
 # virtio-blk serials are at most 20 bytes; the guest finds an image disk by this one.
-SERIAL_PREFIX = "hyper-img-"
+SERIAL_PREFIX = layout.IMAGE_SERIAL_PREFIX
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -100,10 +101,7 @@ def disk_path(bundle: str) -> str:
     return os.path.join(cache_dir, DISKS_DIR, hexdigest + ".img")
 
 
-def disk_serial(digest: str) -> str:
-    """The virtio-blk serial of an image's disk: 20 characters, from the digest."""
-    hexdigest = digest.split(":", 1)[-1]
-    return SERIAL_PREFIX + hexdigest[: 20 - len(SERIAL_PREFIX)]
+disk_serial = layout.image_serial
 
 
 def unpack(cache: ImageCache, image: ResolvedImage, *, runner: Runner = run, timeout: float = UNPACK_TIMEOUT) -> str:

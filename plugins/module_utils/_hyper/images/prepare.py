@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 import os
-import string
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ImageError, SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.commands import Runner, run
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.bundle import (
     ROOTFS_DIR,
@@ -28,7 +28,8 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import DiskSpec
 
 # virtio-blk targets vda..vdz: one per distinct image of the pod.
-_TARGETS = tuple("vd" + letter for letter in string.ascii_lowercase)
+# Image disks take the first targets (vda …); volumes follow them.
+MAX_IMAGES = 26
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,9 @@ class PodImages:
                 raise ImageError(f"container {name}: image {container.get('image')!r} has no digest in the pod's spec")
             bundle = self._bundle(container, digest)
             if digest not in disks:
-                if len(disks) == len(_TARGETS):
-                    raise ImageError(f"a pod can use at most {len(_TARGETS)} different images")
-                disks[digest] = DiskSpec(path=build_disk(bundle, runner=self.runner), target=_TARGETS[len(disks)], serial=disk_serial(digest))
+                if len(disks) == MAX_IMAGES:
+                    raise ImageError(f"a pod can use at most {MAX_IMAGES} different images")
+                disks[digest] = DiskSpec(path=build_disk(bundle, runner=self.runner), target=layout.disk_target(len(disks)), serial=disk_serial(digest))
             loaded = load_bundle(bundle)
             options = {key: container.get(key) for key in ("name", "command", "entrypoint", "env", "workdir", "user")}
             config = runtime_config(

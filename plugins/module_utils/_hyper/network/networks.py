@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, HyperError, LibvirtFailure, SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
 
 DEFAULT_NETWORK = "hyper"
@@ -38,7 +39,7 @@ NAT_NS = "https://hyper.pods/xmlns/network/1"
 MAC_PREFIX = "52:54:00"  # QEMU's locally administered range, as libvirt uses
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
-GUEST_NET_DIR = "/run/hyper/net"
+GUEST_NET_DIR = layout.NET_DIR
 GUEST_UP_SCRIPT = f"{GUEST_NET_DIR}/up.sh"
 # DHCP: 10 discovers 1 s apart; libvirt's dnsmasq answers at once, so this only matters when it is down.
 UP_TIMEOUT = 30.0
@@ -361,12 +362,12 @@ def write_resolv_confs(agent: GuestAgent, containers: Sequence[str], text: str) 
     """Put resolv.conf in each container's writable layer (its overlay's upper directory), before its start."""
     if not containers:
         return
-    dirs = [f"/run/hyper/containers/{name}/upper/etc" for name in containers]
+    dirs = [layout.container_file(name, f"{layout.UPPER}/etc") for name in containers]
     result = agent.exec(["mkdir", "-p", *dirs])
     if result.rc != 0:
         raise AgentError(f"{agent.name}: cannot create the containers' /etc: {result.stderr.decode('utf-8', 'replace').strip()}")
     for name in containers:
-        agent.write_file(f"/run/hyper/containers/{name}/{RESOLV_CONF}", text.encode("utf-8"))
+        agent.write_file(layout.container_file(name, RESOLV_CONF), text.encode("utf-8"))
 
 
 def read_addresses(agent: GuestAgent, vm_id: str, networks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

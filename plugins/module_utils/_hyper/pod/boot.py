@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ContainerError, HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import AgentTransport, GuestAgent, LibvirtAgentTransport
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import GuestPod
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.check import console_path, console_tail
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.console import console_path, console_tail
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.prepare import PodImages, PreparedContainer
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.pod import PodNetwork, PodNetworkApi
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import Domain, LibvirtClient

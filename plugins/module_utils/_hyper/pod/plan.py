@@ -12,6 +12,7 @@ from typing import Any, Mapping, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import FIELD_OPTIONS, STATES
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import CurrentPod
 
 # A change to any of these needs a new VM: they are in the domain XML, the kernel command line,
 # or the guest's containers, none of which a running guest can take over.
@@ -24,17 +25,6 @@ ACTIONS = ("create", "recreate", "start", "stop", "restart", "remove", "update_l
 RUNNING = "running"
 STOPPED = "stopped"
 ABSENT = "absent"
-
-
-@dataclass(frozen=True)
-class CurrentPod:
-    """A pod as libvirt has it: its VM, run state and the spec stored in the metadata."""
-
-    vm_id: str
-    uuid: str
-    spec: Mapping[str, Any]
-    state: str
-    running: bool
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,19 @@ digests, the guest image, the accelerator ``auto``) is resolved later and passed
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import signal
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.manifest import check_image_name
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import ACCELERATOR_CHOICES
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import DEFAULT_TRANSPORT, ImageRef, parse_image_ref
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.networks import normalise_dns, normalise_networks
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.ports import normalise_ports
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import check_pod_name
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.files import FileSpec, normalise_files, stored_file
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes import (
     MountSpec,
@@ -33,7 +33,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes 
 )
 
 STATES = ("present", "started", "stopped", "restarted", "absent")
-RESTART_POLICIES = ("never", "on-failure", "always")
+RESTART_POLICIES = layout.RESTART_POLICIES
 # hyperd's defaults.
 DEFAULT_VCPUS = 1
 DEFAULT_MEMORY_MIB = 128
@@ -44,13 +44,11 @@ MIN_MEMORY_MIB = 128
 MAX_MEMORY_MIB = 1 << 20
 MAX_VCPUS = 255
 DEFAULT_GUEST_IMAGE = "default"
-DEFAULT_RESTART_POLICY = "never"
-DEFAULT_STOP_SIGNAL = "SIGTERM"
-DEFAULT_CONTAINER_STOP_TIMEOUT = 10
-STORED_FORMAT = 1
+DEFAULT_RESTART_POLICY = layout.DEFAULT_RESTART_POLICY
+DEFAULT_STOP_SIGNAL = layout.DEFAULT_STOP_SIGNAL
+DEFAULT_CONTAINER_STOP_TIMEOUT = layout.DEFAULT_STOP_TIMEOUT
 
-POD_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-CONTAINER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+CONTAINER_NAME = layout.CONTAINER_NAME
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,251}[A-Za-z0-9])?$")
@@ -170,23 +168,11 @@ def stored_container(container: ContainerSpec, digest: Optional[str], pod: str =
     return stored
 
 
-def spec_hash(spec: Mapping[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of a stored spec."""
-    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 # -- validation ----------------------------------------------------------------------------------
 
 
 def _given(params: Mapping[str, Any], key: str) -> bool:
     return params.get(key) is not None
-
-
-def check_pod_name(value: object, option: str = "name") -> str:
-    if not isinstance(value, str) or not POD_NAME.fullmatch(value):
-        raise SpecError(option, value, "must be 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit")
-    return value
 
 
 def check_hostname(value: object) -> str:
@@ -264,7 +250,7 @@ def normalise_container(value: object, index: int, default_transport: str, volum
         raise SpecError(f"containers[{index}]", unknown, f"unknown keys; known: {', '.join(CONTAINER_KEYS)}")
     name = value.get("name")
     if not isinstance(name, str) or not CONTAINER_NAME.fullmatch(name):
-        raise SpecError(f"containers[{index}].name", name, "must be 1-63 lower-case letters, digits, '_', '.', '-', starting with a letter or digit")
+        raise SpecError(f"containers[{index}].name", name, f"must be {layout.CONTAINER_NAME_RULE}")
     where = f"containers[{name}]"
     image = value.get("image")
     ref = parse_image_ref(image, default_transport, option=f"{where}.image")
@@ -296,7 +282,7 @@ def normalise_container(value: object, index: int, default_transport: str, volum
         user=user,
         restart_policy=str(policy),
         stop_signal=DEFAULT_STOP_SIGNAL if stop_signal is None else check_signal(stop_signal, f"{where}.stop_signal"),
-        stop_timeout=DEFAULT_CONTAINER_STOP_TIMEOUT if stop_timeout is None else _int(stop_timeout, f"{where}.stop_timeout", 0, 3600),
+        stop_timeout=DEFAULT_CONTAINER_STOP_TIMEOUT if stop_timeout is None else _int(stop_timeout, f"{where}.stop_timeout", 0, layout.MAX_STOP_TIMEOUT),
         volumes=mounts,
         files=files,
     )

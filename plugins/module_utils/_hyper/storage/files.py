@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes import check_absolute
 
 FILE_KEYS = ("path", "content", "src", "mode", "owner")
@@ -28,7 +29,7 @@ MAX_FILE_BYTES = 16 << 20
 PODS_DIR = "pods"
 FILES_DIR = "files"
 # In the guest: one directory per container, one file per entry (by index); bound into the container.
-GUEST_FILES_DIR = "/run/hyper/files"
+GUEST_FILES_DIR = layout.FILES_DIR
 
 
 @dataclass(frozen=True)

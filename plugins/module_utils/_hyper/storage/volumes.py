@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ImageError, SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.commands import CommandFailed, Runner, run
 
 VOLUMES_DIR = "volumes"
@@ -36,12 +37,12 @@ MAX_VOLUME_BYTES = 64 << 40
 _SIZE = re.compile(r"^([0-9]+)\s*([KMGT]?)(i?B)?$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 # Virtio serials are at most 20 bytes; the guest finds a volume's disk by its serial.
-VOLUME_SERIAL_PREFIX = "hyper-vol-"
+VOLUME_SERIAL_PREFIX = layout.VOLUME_SERIAL_PREFIX
 # virtio-fs tags are at most 36 bytes.
 SHARE_TAG_PREFIX = "hyper-fs-"
 # Where the guest mounts them; containers get bind mounts of these.
-GUEST_VOLUMES_DIR = "/run/hyper/volumes"
-GUEST_SHARES_DIR = "/run/hyper/shares"
+GUEST_VOLUMES_DIR = layout.VOLUMES_DIR
+GUEST_SHARES_DIR = layout.SHARES_DIR
 MKFS_TIMEOUT = 600.0
 CONVERT_TIMEOUT = 600.0
 
@@ -188,7 +189,7 @@ def check_distinct_paths(paths: Iterable[tuple[str, str]]) -> None:
 
 
 def volume_serial(name: str) -> str:
-    return VOLUME_SERIAL_PREFIX + hashlib.sha256(name.encode("utf-8")).hexdigest()[: 20 - len(VOLUME_SERIAL_PREFIX)]
+    return VOLUME_SERIAL_PREFIX + hashlib.sha256(name.encode("utf-8")).hexdigest()[: layout.SERIAL_MAX - len(VOLUME_SERIAL_PREFIX)]
 
 
 def share_tag(name: str) -> str:
@@ -342,11 +343,4 @@ def host_volumes(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [v for v in spec.get("volumes") or [] if v.get("kind") == "host"]
 
 
-def disk_target(index: int) -> str:
-    """virtio-blk target names: vda … vdz, vdaa … (the guest finds disks by serial, not by name)."""
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(ord("a") + rest) + letters
-    return "vd" + letters
+disk_target = layout.disk_target

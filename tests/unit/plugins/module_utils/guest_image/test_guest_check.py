@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentUnavailable, BootError, HyperError, LibvirtFailure
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.check import GuestCheckRequest, check_guest, console_tail
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.check import GuestCheckRequest, check_guest
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.console import console_tail
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.fake_agent import FakeClock, Reply, ScriptedTransport
 
 
