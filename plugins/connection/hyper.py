@@ -162,8 +162,9 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.data_chann
     is_local_uri,
     usable_channels,
 )
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.exec import container_rootfs, find_running_pod, run_in_container  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.exec import container_rootfs, run_in_container  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.layout import CONTAINER_NAME  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import running_pod  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import LibvirtClient  # noqa: E402
 
 display = Display()
@@ -205,13 +206,6 @@ def guest_path(container: str, path: str) -> str:
     return container_rootfs(container) + ("" if clean == "/" else clean)
 
 
-def _container_names(client: LibvirtClient, dom: Any) -> list[str]:
-    meta = client.get_metadata(dom)
-    spec = meta.get("spec") if isinstance(meta, dict) else None
-    containers = spec.get("containers") if isinstance(spec, dict) else None
-    return [str(c.get("name")) for c in containers or [] if isinstance(c, dict)]
-
-
 class Connection(ConnectionBase):
     """Commands and files in a container of a hyper pod, through the pod VM's guest agent."""
 
@@ -248,8 +242,9 @@ class Connection(ConnectionBase):
         except HyperError as err:
             raise AnsibleConnectionFailure(f"hyper connection to pod {pod}: {err.message}") from None
         try:
-            dom, vm_id = find_running_pod(client, pod)
-            self._container = pick_container(pod, wanted, _container_names(client, dom))
+            found = running_pod(client, pod)
+            dom, vm_id = found.dom, found.current.vm_id
+            self._container = pick_container(pod, wanted, [c.name for c in found.current.pod.containers])
             agent = self.make_agent(dom, f"pod {pod} ({vm_id})")
             agent.ping()
         except HyperError as err:

@@ -126,7 +126,7 @@ from ansible.utils.unsafe_proxy import wrap_var  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent, LibvirtAgentTransport  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.layout import CONTAINER_NAME  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import POD_NAME  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import POD_NAME  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import list_pods  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import Domain, LibvirtClient  # noqa: E402
 

@@ -48,6 +48,17 @@ def default_guest_pod(agent: GuestAgent) -> GuestPodApi:
     return GuestPod(agent)
 
 
+def running_pod(client: LibvirtClient, pod: str, pods: Optional[Sequence[FoundPod]] = None) -> FoundPod:
+    """The running pod called ``pod`` (among ``pods``, else listed); DomainNotFound or DomainNotRunning otherwise."""
+    found = find_pod(client, pod, pods)
+    if found is None:
+        raise DomainNotFound(f"pod {pod} does not exist on {client.uri}", {"pod": pod})
+    if not found.current.running:
+        vm_id = found.current.vm_id
+        raise DomainNotRunning(f"pod {pod} is {found.current.state}: start it with hyper.pods.hyper_pod state=started", {"pod": pod, "vm_id": vm_id})
+    return found
+
+
 @dataclass
 class Session:
     """Opened once per task (``with Session(uri) as session``); closes its libvirt connection at the end."""
@@ -63,16 +74,21 @@ class Session:
     _client: Optional[LibvirtClient] = field(default=None, init=False, repr=False)
     _pods: Optional[list[FoundPod]] = field(default=None, init=False, repr=False)
     _agents: dict[str, GuestAgent] = field(default_factory=dict, init=False, repr=False)
+    _depth: int = field(default=0, init=False, repr=False)
 
     def __enter__(self) -> Session:
+        # Nested uses (hyper_pod's services after its pod) share the connection; the outermost closes it.
+        self._depth += 1
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._depth -= 1
+        if self._depth <= 0:
+            self.close()
 
     def close(self) -> None:
         if self._client is not None:
-            self._client.close()
+            self._client.__exit__(None, None, None)
         self._client = None
         self._pods = None
         self._agents.clear()
@@ -108,13 +124,7 @@ class Session:
     def running(self, pod: str, option: str = "pod") -> FoundPod:
         """The running pod called ``pod``; DomainNotFound or DomainNotRunning otherwise."""
         check_pod_name(pod, option)
-        found = self.find(pod)
-        if found is None:
-            raise DomainNotFound(f"pod {pod} does not exist on {self.client.uri}", {"pod": pod})
-        if not found.current.running:
-            vm_id = found.current.vm_id
-            raise DomainNotRunning(f"pod {pod} is {found.current.state}: start it with hyper.pods.hyper_pod state=started", {"pod": pod, "vm_id": vm_id})
-        return found
+        return running_pod(self.client, pod, self.pods())
 
     # -- the guest -------------------------------------------------------------------------------
 

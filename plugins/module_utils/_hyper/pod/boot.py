@@ -11,18 +11,16 @@ here, with its collaborators injected so the engine can be tested without VMs.
 from __future__ import annotations
 
 import contextlib
-import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ContainerError, HyperError
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import AgentTransport, GuestAgent, LibvirtAgentTransport
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import GuestPod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.console import console_path, console_tail
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.prepare import PodImages, PreparedContainer
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.pod import PodNetwork, PodNetworkApi
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.prepare import PreparedContainer
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import GuestPodApi, Session
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import Domain, LibvirtClient
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Deadline, Sleep
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Deadline
 
 DEFAULT_WAIT_TIMEOUT = 120
 DEFAULT_STOP_TIMEOUT = 30
@@ -36,61 +34,34 @@ SYNC_ARGV: tuple[str, ...] = ("sync",)
 SYNC_TIMEOUT = 3.0
 
 
-class GuestPodApi(Protocol):
-    """What the engine uses of ``guest_pod.GuestPod`` (the guest's hyper-container through the agent)."""
-
-    def write_container(self, name: str, config: dict[str, Any], meta: dict[str, Any]) -> Any: ...
-
-    def start(self, name: str) -> Any: ...
-
-    def stop(self, name: str, timeout: float) -> Any: ...
-
-    def stop_many(self, items: Sequence[tuple[str, Optional[float]]]) -> Any: ...
-
-    def status(self) -> Mapping[str, Any]: ...
-
-    def logs(self, name: str, lines: int) -> str: ...
-
-    def wait_running(self, names: Sequence[str], timeout: float) -> Any: ...
-
-
-def default_guest_pod(agent: GuestAgent) -> GuestPodApi:
-    return GuestPod(agent)
-
-
-@dataclass
-class PodDeps:
-    """The engine's collaborators; tests replace them with fakes."""
-
-    open_client: Callable[[str], LibvirtClient] = LibvirtClient.open
-    make_images: Callable[[str], Any] = PodImages
-    make_transport: Callable[[Any, str], AgentTransport] = LibvirtAgentTransport
-    make_guest_pod: Callable[[GuestAgent], GuestPodApi] = default_guest_pod
-    clock: Clock = time.monotonic
-    sleep: Sleep = time.sleep
-    timings: dict[str, float] = field(default_factory=dict)
-    make_network: Callable[[LibvirtClient], PodNetworkApi] = PodNetwork
-
-
 class PodError(HyperError):
     """A pod step failed; the message names the step, the pod, the container, and carries a tail."""
 
 
 @dataclass
 class PodRuntime:
-    client: LibvirtClient
-    root: str
-    make_transport: Callable[[Any, str], AgentTransport] = LibvirtAgentTransport
-    make_guest_pod: Callable[[GuestAgent], GuestPodApi] = default_guest_pod
-    clock: Clock = time.monotonic
-    sleep: Sleep = time.sleep
-    timings: dict[str, float] = field(default_factory=dict)
+    """Boot, stop and status of pod VMs, through the task's session (its libvirt client and agents)."""
+
+    session: Session
+    root: str = ""
+
+    @property
+    def client(self) -> LibvirtClient:
+        return self.session.client
+
+    @property
+    def clock(self) -> Clock:
+        return self.session.clock
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return self.session.timings
 
     def agent(self, dom: Domain, vm_id: str) -> GuestAgent:
-        return GuestAgent(self.make_transport(dom, vm_id), name=vm_id, clock=self.clock, sleep=self.sleep)
+        return self.session.agent(dom, vm_id)
 
     def guest_pod(self, dom: Domain, vm_id: str) -> GuestPodApi:
-        return self.make_guest_pod(self.agent(dom, vm_id))
+        return self.session.guest_pod(dom, vm_id)
 
     # -- start -------------------------------------------------------------------------------
 
@@ -130,7 +101,7 @@ class PodRuntime:
                 step = "preparing the pod's volumes and files"
                 setup(agent)
                 self.timings["storage_ready"] = round(self.clock() - started, 3)
-            guest = self.make_guest_pod(agent)
+            guest = self.session.make_guest_pod(agent)
             for prepared in containers:
                 container = prepared.name
                 step = "writing the container's config"
@@ -191,7 +162,7 @@ class PodRuntime:
         try:
             agent = self.agent(dom, vm_id)
             agent.ping()
-            guest = self.make_guest_pod(agent)
+            guest = self.session.make_guest_pod(agent)
             if containers and not deadline.expired:
                 budget = deadline.remaining
                 with contextlib.suppress(ContainerError):
@@ -204,6 +175,7 @@ class PodRuntime:
         except HyperError:
             pass  # the agent is gone: power off all the same
         self.client.destroy(dom)
+        self.session.drop_agent(vm_id)
         self.timings["destroyed"] = round(self.clock() - started, 3)
 
     # -- status ------------------------------------------------------------------------------

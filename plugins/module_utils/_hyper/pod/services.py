@@ -13,12 +13,10 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodDeps
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import find_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.engine import DEFAULT_CONTAINER, run_services
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.haproxy import DEFAULT_RELOAD_TIMEOUT, HaproxyGuest
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.haproxy import DEFAULT_RELOAD_TIMEOUT
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.spec import final_services, normalise_services
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import DEFAULT_URI
 
@@ -37,33 +35,34 @@ def with_service_container(params: Mapping[str, Any]) -> dict[str, Any]:
     return {**params, "containers": [*containers, {"name": DEFAULT_CONTAINER, "image": image}]}
 
 
-def ensure_pod_with_services(params: Mapping[str, Any], check_mode: bool, diff: bool = False, deps: Optional[PodDeps] = None) -> dict[str, Any]:
-    """hyper_pod's one call: ``ensure_pod``, then, with ``services`` and a running pod, the pod's services."""
-    deps = deps or PodDeps()
-    if params.get("services") is None:
-        return ensure_pod(params, check_mode, diff, deps)
-    listed = final_services([], normalise_services(params["services"], "present"), "present", True)  # SpecError before any change
-    params = with_service_container(params)
-    result = ensure_pod(params, check_mode, diff, deps)
-    state = str(params.get("state") or "started")
-    if state in ("absent", "stopped"):
-        return result
-    result["services"] = listed
-    result["services_applied"] = False
-    new_vm = any(action in ("create", "recreate") for action in result.get("actions") or [])
-    if check_mode and new_vm:
-        return result  # nothing to read yet: the services go into the new VM's fresh haproxy container
-    if params.get("service_config") is None:
-        raise SpecError("services", [s["name"] for s in listed], "need the hyper_pod action plugin to render the haproxy configuration")
-    with deps.open_client(str(params.get("uri") or DEFAULT_URI)) as client:
-        found = find_pod(client, str(params["name"]))
+def ensure_pod_with_services(params: Mapping[str, Any], check_mode: bool, diff: bool = False, session: Optional[PodSession] = None) -> dict[str, Any]:
+    """hyper_pod's one call: ``ensure_pod``, then, with ``services`` and a running pod, the pod's services.
+
+    One session serves both: libvirt is opened once and the pods are listed once.
+    """
+    task = session or PodSession(str(params.get("uri") or DEFAULT_URI))
+    with task:
+        if params.get("services") is None:
+            return ensure_pod(params, check_mode, diff, task)
+        listed = final_services([], normalise_services(params["services"], "present"), "present", True)  # SpecError before any change
+        params = with_service_container(params)
+        result = ensure_pod(params, check_mode, diff, task)
+        state = str(params.get("state") or "started")
+        if state in ("absent", "stopped"):
+            return result
+        result["services"] = listed
+        result["services_applied"] = False
+        new_vm = any(action in ("create", "recreate") for action in result.get("actions") or [])
+        if check_mode and new_vm:
+            return result  # nothing to read yet: the services go into the new VM's fresh haproxy container
+        if params.get("service_config") is None:
+            raise SpecError("services", [s["name"] for s in listed], "need the hyper_pod action plugin to render the haproxy configuration")
+        found = task.find(str(params["name"]))
         if found is None or not found.current.running:
             return result  # a pod that does not run gets its services once started
-        vm_id = found.current.vm_id
-        agent = GuestAgent(deps.make_transport(found.dom, vm_id), name=f"pod {params['name']} ({vm_id})", clock=deps.clock, sleep=deps.sleep)
-        guest = HaproxyGuest(agent, DEFAULT_CONTAINER, reload_timeout=DEFAULT_RELOAD_TIMEOUT, clock=deps.clock, sleep=deps.sleep)
+        guest = task.make_guest(task.pod_agent(found), DEFAULT_CONTAINER, DEFAULT_RELOAD_TIMEOUT)
         services = {"services": params["services"], "state": "present", "purge": True}
-        out = run_services(guest, {**services, "config": params["service_config"], "services_hash": params.get("services_hash")}, check_mode)
+        out = run_services(guest, {**services, "config": params["service_config"], "services_hash": params.get("services_hash")}, check_mode, listed=listed)
     result.update(services=out["services"], services_applied=not check_mode, service_actions=out["actions"])
     result["changed"] = bool(result.get("changed")) or bool(out["changed"])
     return result

@@ -15,11 +15,12 @@ from typing import Any, Mapping, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.networks import network_view, static_view
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodDeps, PodRuntime
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.plan import CurrentPod, Plan
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import check_pod_name
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import FoundPod, list_pods
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import DEFAULT_URI, LibvirtClient
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodRuntime
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import check_pod_name
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.plan import Plan
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import CurrentPod, FoundPod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import DEFAULT_URI
 
 MAX_LOG_LINES = 10000
 
@@ -64,7 +65,7 @@ def _view(spec: Mapping[str, Any], vm_id: Optional[str], uuid: Optional[str], st
     }
 
 
-def pod_view(client: LibvirtClient, found: Optional[FoundPod], deps: PodDeps, logs: int = 0) -> dict[str, Any]:
+def pod_view(session: PodSession, found: Optional[FoundPod], logs: int = 0) -> dict[str, Any]:
     """The ``pod`` dict of a pod as it is now; ``logs`` > 0 adds that many last log lines per container."""
     if found is None:
         return {}
@@ -73,12 +74,12 @@ def pod_view(client: LibvirtClient, found: Optional[FoundPod], deps: PodDeps, lo
     containers = list(current.spec.get("containers") or [])
     statuses: Optional[Mapping[str, Any]] = None
     tails: dict[str, str] = {}
-    runtime = PodRuntime(client, "", deps.make_transport, deps.make_guest_pod, deps.clock, deps.sleep)
+    runtime = PodRuntime(session)
     if current.running and containers:
         statuses, tails = runtime.status(found.dom, current.vm_id, logs, [str(c.get("name")) for c in containers])
     if current.running and view["networks"]:
         with contextlib.suppress(HyperError):  # an agent that does not answer: addresses unknown, as container states
-            view["addresses"] = deps.make_network(client).addresses(runtime.agent(found.dom, current.vm_id), current.vm_id, current.spec)
+            view["addresses"] = session.make_network(session.client).addresses(runtime.agent(found.dom, current.vm_id), current.vm_id, current.spec)
     for container in containers:
         status = statuses.get(str(container.get("name"))) if statuses is not None else None
         item = _container_view(container, status if statuses is not None else None, current.running)
@@ -106,9 +107,8 @@ def predicted_view(plan: Plan, current: Optional[CurrentPod]) -> dict[str, Any]:
     return view
 
 
-def pod_info(params: Mapping[str, Any], check_mode: bool = False, deps: Optional[PodDeps] = None) -> dict[str, Any]:
+def pod_info(params: Mapping[str, Any], check_mode: bool = False, session: Optional[PodSession] = None) -> dict[str, Any]:
     """``{"pods": [...], "exists": bool when a name was given}``; never changes anything."""
-    deps = deps or PodDeps()
     name = params.get("name")
     if name is not None:
         check_pod_name(name)
@@ -118,15 +118,16 @@ def pod_info(params: Mapping[str, Any], check_mode: bool = False, deps: Optional
     logs = int(params.get("logs") or 0)
     if not 0 <= logs <= MAX_LOG_LINES:
         raise SpecError("logs", logs, f"must be between 0 and {MAX_LOG_LINES}")
-    with deps.open_client(str(params.get("uri") or DEFAULT_URI)) as client:
+    task = session or PodSession(str(params.get("uri") or DEFAULT_URI))
+    with task:
         pods = []
-        for found in list_pods(client):
+        for found in task.pods():
             spec = found.current.spec
             if name is not None and spec.get("name") != name:
                 continue
             if any((spec.get("labels") or {}).get(key) != value for key, value in labels.items()):
                 continue
-            pods.append(pod_view(client, found, deps, logs))
+            pods.append(pod_view(task, found, logs))
     result: dict[str, Any] = {"changed": False, "pods": pods}
     if name is not None:
         result["exists"] = bool(pods)

@@ -18,13 +18,12 @@ from typing import Any, Callable, Mapping, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import check_name
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.exec import find_running_pod
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodDeps
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import check_pod_name
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.layout import check_container_name as check_name
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import check_pod_name
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.haproxy import DEFAULT_RELOAD_TIMEOUT, HaproxyGuest, ServiceGuestApi
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.plan import ServicePlan, plan_services, services_hash
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.spec import check_state, final_services, normalise_services
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import Session
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import DEFAULT_URI
 
 DEFAULT_CONTAINER = "haproxy"
@@ -95,10 +94,11 @@ def run_services(
     params: Mapping[str, Any],
     check_mode: bool,
     diff: bool = False,
+    listed: Optional[list[dict[str, Any]]] = None,
 ) -> dict[str, Any]:
-    """Plan and apply against one service container; the module result."""
+    """Plan and apply against one service container; the module result. ``listed``: the services already normalised."""
     state = check_state(params.get("state"))
-    listed = normalise_services(params.get("services"), state)
+    listed = normalise_services(params.get("services"), state) if listed is None else listed
     purge = bool(params.get("purge"))
     config = params.get("config")
     guest.check_running()
@@ -138,15 +138,14 @@ def default_guest(agent: GuestAgent, container: str, reload_timeout: float) -> S
 
 
 @dataclass
-class ServiceDeps(PodDeps):
-    """PodDeps plus the service container's client; tests replace it with a fake."""
+class ServiceSession(Session):
+    """A session that also makes the client of a pod's service container; tests replace it with a fake."""
 
     make_guest: Callable[[GuestAgent, str, float], ServiceGuestApi] = default_guest
 
 
-def ensure_services(params: Mapping[str, Any], check_mode: bool, diff: bool = False, deps: Optional[ServiceDeps] = None) -> dict[str, Any]:
+def ensure_services(params: Mapping[str, Any], check_mode: bool, diff: bool = False, session: Optional[ServiceSession] = None) -> dict[str, Any]:
     """The hyper_service module's one call: find the running pod, then ``run_services`` on its haproxy container."""
-    deps = deps or ServiceDeps()
     pod = check_pod_name(params.get("pod"), "pod")
     container = check_name(params.get("container") or DEFAULT_CONTAINER)
     timeout = params.get("timeout")
@@ -154,11 +153,11 @@ def ensure_services(params: Mapping[str, Any], check_mode: bool, diff: bool = Fa
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise SpecError("timeout", timeout, "must be a number of seconds above 0")
     # Checked before the pod is looked up: bad input fails the same whatever the host holds.
-    normalise_services(params.get("services"), check_state(params.get("state")))
-    with deps.open_client(str(params.get("uri") or DEFAULT_URI)) as client:
-        dom, vm_id = find_running_pod(client, pod)
-        agent = GuestAgent(deps.make_transport(dom, vm_id), name=f"pod {pod} ({vm_id})", clock=deps.clock, sleep=deps.sleep)
+    listed = normalise_services(params.get("services"), check_state(params.get("state")))
+    task = session or ServiceSession(str(params.get("uri") or DEFAULT_URI))
+    with task:
+        agent = task.pod_agent(task.running(pod))
         started = time.monotonic()
-        result = run_services(deps.make_guest(agent, container, float(timeout)), params, check_mode, diff)
+        result = run_services(task.make_guest(agent, container, float(timeout)), params, check_mode, diff, listed)
         result["duration"] = round(time.monotonic() - started, 3)
     return result

@@ -25,8 +25,9 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (
     LibvirtFailure,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.prepare import PreparedContainer
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodDeps, PodError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import ContainerSpec
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.view import pod_info
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import parse_metadata
@@ -232,8 +233,8 @@ class Harness:
         self.ports = FakePorts(self.net_log)
         self.net_fail: Optional[HyperError] = None
 
-    def deps(self) -> PodDeps:
-        return PodDeps(
+    def deps(self) -> PodSession:
+        return PodSession(
             open_client=lambda uri: self.client,  # type: ignore[arg-type,return-value]
             make_images=lambda root: FakeImages(root, self),
             make_transport=lambda dom, name: FakeTransport(dom, self.agent),

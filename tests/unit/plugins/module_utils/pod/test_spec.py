@@ -14,8 +14,8 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import 
     MIN_MEMORY_MIB,
     check_signal,
     normalise_pod,
-    spec_hash,
 )
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import spec_hash
 
 WEB = {"name": "web", "image": "docker://busybox:1.36", "command": ["httpd", "-f", "-p", "8080"]}
 

@@ -18,7 +18,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.haproxy 
     ServiceError,
 )
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.fake_agent import FakeClock
-from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.guest.test_container_exec import FakeGuest, Run
+from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.guest.test_exec import FakeGuest, Run
 
 ROOTFS = "/run/hyper/containers/haproxy/rootfs"
 LOG = "/run/hyper/containers/haproxy/log"

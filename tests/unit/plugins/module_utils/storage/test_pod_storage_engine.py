@@ -12,7 +12,8 @@ from typing import Any, Mapping
 import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ContainerError, ImageError, SpecError
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodDeps, PodError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage import pod as pod_storage
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.files import host_file
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes import volume_serial
@@ -44,7 +45,7 @@ class MountsGuestPod(FakeGuestPod):
 
 
 class StorageHarness(Harness):
-    def deps(self) -> PodDeps:
+    def deps(self) -> PodSession:
         deps = super().deps()
         deps.make_transport = lambda dom, name: FileTransport(dom, self.agent)
         deps.make_guest_pod = lambda agent: MountsGuestPod(self.calls, self.fail, self.guest)

@@ -16,7 +16,8 @@ import pytest
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ContainerError, DomainNotFound, DomainNotRunning, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import exec as ce
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import MAX_REQUEST_DATA, GuestAgent
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodDeps
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod import exec as pe
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import Session, running_pod
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.fake_agent import FakeClock, Reply, ScriptedTransport
 
 
@@ -210,12 +211,12 @@ def test_crun_exec_argv_refuses(argv: Any, kwargs: dict[str, Any]) -> None:
 
 
 def test_command_argv_splits_without_a_shell() -> None:
-    assert ce.command_argv(None, "echo 'a b' $HOME; ls") == ["echo", "a b", "$HOME;", "ls"]
-    assert ce.command_argv(["echo", 1], None) == ["echo", "1"]
+    assert pe.command_argv(None, "echo 'a b' $HOME; ls") == ["echo", "a b", "$HOME;", "ls"]
+    assert pe.command_argv(["echo", 1], None) == ["echo", "1"]
     with pytest.raises(SpecError):
-        ce.command_argv(["a"], "b")
+        pe.command_argv(["a"], "b")
     with pytest.raises(SpecError):
-        ce.command_argv(None, "   ")
+        pe.command_argv(None, "   ")
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -376,10 +377,10 @@ def test_invalid_utf8_is_replaced() -> None:
     result = ce.ContainerExecResult(
         rc=0, signal=None, stdout=b"ok \xff\xfe\n\n", stderr=b"\xc3", stdout_truncated=False, stderr_truncated=False, duration=0.1, timed_out=False
     )
-    out = ce.result_dict(result)
+    out = pe.result_dict(result)
     assert out["stdout"] == "ok \ufffd\ufffd" and out["stderr"] == "\ufffd"
     assert out["stdout_lines"] == ["ok \ufffd\ufffd"]
-    assert ce.result_dict(result, strip_empty_ends=False)["stdout"].endswith("\n\n")
+    assert pe.result_dict(result, strip_empty_ends=False)["stdout"].endswith("\n\n")
 
 
 def test_binary_output_stays_bytes(guest: FakeGuest, agent: GuestAgent) -> None:
@@ -429,20 +430,21 @@ class FakeClient:
 
 def test_find_running_pod() -> None:
     client: Any = FakeClient({"web": ("hyper-00000001", True), "db": ("hyper-00000002", False)})
-    dom, vm_id = ce.find_running_pod(client, "web")
+    found = running_pod(client, "web")
+    dom, vm_id = found.dom, found.current.vm_id
     assert vm_id == "hyper-00000001" and dom.name() == vm_id
     with pytest.raises(DomainNotFound, match="pod nope does not exist"):
-        ce.find_running_pod(client, "nope")
+        running_pod(client, "nope")
     with pytest.raises(DomainNotRunning, match=r"pod db is stopped: start it with hyper\.pods\.hyper_pod state=started"):
-        ce.find_running_pod(client, "db")
+        running_pod(client, "db")
 
 
 # -- the module's call --------------------------------------------------------------------------
 
 
-def module_deps(guest: FakeGuest, clock: FakeClock) -> PodDeps:
+def module_deps(guest: FakeGuest, clock: FakeClock) -> Session:
     client = FakeClient({"web": ("hyper-00000001", True)})
-    return PodDeps(  # type: ignore[arg-type]
+    return Session(  # type: ignore[arg-type]
         open_client=lambda _uri: client,  # type: ignore[arg-type,return-value]
         make_transport=lambda _dom, _vm_id: guest,
         clock=clock,
@@ -452,7 +454,7 @@ def module_deps(guest: FakeGuest, clock: FakeClock) -> PodDeps:
 
 def test_exec_in_pod_result(guest: FakeGuest, clock: FakeClock) -> None:
     guest.run(("crun", "exec"), Run(stdout=b"a b\n\n", stderr=b"w\n"))
-    out = ce.exec_in_pod({"pod": "web", "container": "app", "command": "echo 'a b'", "stdin": "x"}, deps=module_deps(guest, clock))
+    out = pe.exec_in_pod({"pod": "web", "container": "app", "command": "echo 'a b'", "stdin": "x"}, session=module_deps(guest, clock))
     assert out["changed"] is True and out["failed"] is False
     assert (out["rc"], out["stdout"], out["stdout_lines"], out["stderr"], out["cmd"]) == (0, "a b", ["a b"], "w", ["echo", "a b"])
     wrapper = guest.argvs[0]
@@ -467,22 +469,22 @@ def test_exec_in_pod_result(guest: FakeGuest, clock: FakeClock) -> None:
 )
 def test_exec_in_pod_fails_on_rc(guest: FakeGuest, clock: FakeClock, run: Run, message: str) -> None:
     guest.run(("crun", "exec"), run)
-    with pytest.raises(ce.CommandFailed, match=message) as caught:
-        ce.exec_in_pod({"pod": "web", "container": "app", "argv": ["x"]}, deps=module_deps(guest, clock))
+    with pytest.raises(pe.CommandFailed, match=message) as caught:
+        pe.exec_in_pod({"pod": "web", "container": "app", "argv": ["x"]}, session=module_deps(guest, clock))
     assert caught.value.details["rc"] == run.rc if run.rc == 3 else caught.value.details["signal"] == 9
     guest.argvs.clear()
-    out = ce.exec_in_pod({"pod": "web", "container": "app", "argv": ["x"], "fail_on_rc": False}, deps=module_deps(guest, clock))
+    out = pe.exec_in_pod({"pod": "web", "container": "app", "argv": ["x"], "fail_on_rc": False}, session=module_deps(guest, clock))
     assert out["failed"] is False
 
 
 def test_exec_in_pod_timeout_fails(guest: FakeGuest, clock: FakeClock) -> None:
     guest.run(("crun", "exec"), Run(seconds=30))
     guest.run(("kill",), kill_on_request(guest))
-    with pytest.raises(ce.CommandFailed, match=r"ran longer than 2s and was killed") as caught:
-        ce.exec_in_pod({"pod": "web", "container": "app", "argv": ["sleep", "30"], "timeout": 2}, deps=module_deps(guest, clock))
+    with pytest.raises(pe.CommandFailed, match=r"ran longer than 2s and was killed") as caught:
+        pe.exec_in_pod({"pod": "web", "container": "app", "argv": ["sleep", "30"], "timeout": 2}, session=module_deps(guest, clock))
     assert caught.value.details["timed_out"] is True
 
 
 def test_exec_in_pod_unknown_pod(guest: FakeGuest, clock: FakeClock) -> None:
     with pytest.raises(DomainNotFound, match="pod db does not exist"):
-        ce.exec_in_pod({"pod": "db", "container": "app", "argv": ["x"]}, deps=module_deps(guest, clock))
+        pe.exec_in_pod({"pod": "db", "container": "app", "argv": ["x"]}, session=module_deps(guest, clock))
