@@ -147,12 +147,7 @@ from ansible.plugins.connection import ConnectionBase  # noqa: E402
 from ansible.utils.display import Display  # noqa: E402
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (  # noqa: E402
-    AgentTimeout,
-    AgentUnavailable,
-    ContainerError,
-    DomainNotFound,
     HyperError,
-    LibvirtFailure,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import MAX_CHUNK, MAX_REQUEST_DATA, GuestAgent, LibvirtAgentTransport  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.data_channel import (  # noqa: E402
@@ -166,14 +161,12 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.exec impor
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.layout import CONTAINER_NAME  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import running_pod  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import LibvirtClient  # noqa: E402
+from ansible_collections.hyper.pods.plugins.plugin_utils._adapter import connection_error  # noqa: E402
 
 display = Display()
 
 # A local file is sent in blocks of this size (each one guest-file-open/-write.../-close), so memory stays bounded.
 PUT_BLOCK = 4 * 1024 * 1024
-# The errors that mean "cannot reach the pod" (Ansible's unreachable), as opposed to a failed task.
-# ContainerError: the container is not (or no longer) running in the guest.
-_UNREACHABLE = (AgentUnavailable, AgentTimeout, DomainNotFound, LibvirtFailure, ContainerError)
 
 
 def parse_host(host: str, default_container: Optional[str]) -> tuple[str, Optional[str]]:
@@ -281,10 +274,7 @@ class Connection(ConnectionBase):
         return self._agent
 
     def _failure(self, err: HyperError, what: str) -> AnsibleError:
-        message = f"{self._where}: {what}: {err.message}"
-        if isinstance(err, _UNREACHABLE):
-            return AnsibleConnectionFailure(message)
-        return AnsibleError(message)
+        return connection_error(err, f"{self._where}: {what}")
 
     # -- commands ------------------------------------------------------------------------------
 
