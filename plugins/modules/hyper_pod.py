@@ -692,7 +692,7 @@ pod:
           type: int
           sample: 0
         logs:
-          description: The last lines of the container's log, as many as the O(hyper.pods.hyper_pod_info#module:logs) option of M(hyper.pods.hyper_pod_info) asks.
+          description: The last lines of the container's log, as many as O(hyper.pods.hyper_pod_info#module:logs) asks.
           returned: by M(hyper.pods.hyper_pod_info), when its O(hyper.pods.hyper_pod_info#module:logs) option is above 0
           type: list
           elements: str
