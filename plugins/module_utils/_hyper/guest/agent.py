@@ -202,6 +202,15 @@ class GuestAgent:
         pid = self.spawn(argv, env=env, stdin=stdin, capture=capture)
         return self._finish(pid, timeout, start, argv[0], kill=True)
 
+    def run(self, argv: Sequence[str], what: str, *, timeout: float = EXEC_TIMEOUT, stdin: Optional[bytes] = None) -> ExecResult:
+        """``exec`` that must succeed: a non-zero exit or a signal raises AgentError ``<agent>: <what> failed: <output> (exit code N)``."""
+        result = self.exec(argv, stdin=stdin, timeout=timeout)
+        if result.rc != 0:
+            text = (_text(result.stderr) or _text(result.stdout)).strip()
+            how = f"exit code {result.rc}" if result.rc is not None else f"signal {result.signal}"
+            raise AgentError(f"{self.name}: {what} failed: {text} ({how})" if text else f"{self.name}: {what} failed: {how}")
+        return result
+
     def spawn(
         self,
         argv: Sequence[str],

@@ -123,10 +123,7 @@ class HaproxyGuest:
         return self.rootfs + path
 
     def _run(self, argv: Sequence[str], what: str) -> ExecResult:
-        result = self.agent.exec(argv, timeout=HELPER_TIMEOUT)
-        if result.rc != 0:
-            raise AgentError(f"{self.agent.name}: {what} failed: {_why(result)}")
-        return result
+        return self.agent.run(argv, what, timeout=HELPER_TIMEOUT)
 
     # -- reading -----------------------------------------------------------------------------
 
