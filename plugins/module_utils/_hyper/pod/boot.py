@@ -18,6 +18,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import Co
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.console import console_path, console_tail
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.prepare import PreparedContainer
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import GuestPodApi, Session
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import Domain, LibvirtClient
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Deadline
@@ -143,7 +144,7 @@ class PodRuntime:
 
     # -- stop --------------------------------------------------------------------------------
 
-    def stop(self, dom: Domain, vm_id: str, containers: Sequence[Mapping[str, Any]], timeout: float, sync_timeout: float = SYNC_TIMEOUT) -> None:
+    def stop(self, dom: Domain, vm_id: str, containers: Sequence[StoredContainer], timeout: float, sync_timeout: float = SYNC_TIMEOUT) -> None:
         """Stop all containers at once (each its stop_signal, then SIGKILL after its stop_timeout), sync, destroy.
 
         The containers get ``min(their stop_timeout, timeout)``, in parallel. A guest whose agent
@@ -167,7 +168,7 @@ class PodRuntime:
                 budget = deadline.remaining
                 with contextlib.suppress(ContainerError):
                     # One container that would not stop is no reason to skip the sync for the others.
-                    guest.stop_many([(str(c["name"]), min(float(c.get("stop_timeout", 10)), budget)) for c in containers])
+                    guest.stop_many([(c.name, min(float(c.stop_timeout), budget)) for c in containers])
             self.timings["containers_stopped"] = round(self.clock() - started, 3)
             with contextlib.suppress(HyperError):
                 agent.wait(agent.spawn(SYNC_ARGV), sync_timeout, what="sync", kill=False)

@@ -243,7 +243,7 @@ class PodTask:
         return dom
 
     def _stop(self, dom: Domain, vm_id: str, spec: Mapping[str, Any]) -> None:
-        self.runtime.stop(dom, vm_id, spec.get("containers") or [], self.stop_timeout, sync_timeout(spec))
+        self.runtime.stop(dom, vm_id, StoredPod.from_json(spec).containers, self.stop_timeout, sync_timeout(spec))
         self.network.remove_ports(vm_id)
 
     def _start_existing(self, dom: Domain, vm_id: str, spec: Mapping[str, Any]) -> None:

@@ -20,12 +20,13 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.plan import Plan
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import CurrentPod, FoundPod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer, StoredPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import DEFAULT_URI
 
 MAX_LOG_LINES = 10000
 
 
-def _container_view(container: Mapping[str, Any], status: Optional[Mapping[str, Any]], pod_running: bool) -> dict[str, Any]:
+def _container_view(container: StoredContainer, status: Optional[Mapping[str, Any]], pod_running: bool) -> dict[str, Any]:
     """One container: what the spec says, and what the guest reports (``unknown`` when it cannot be asked)."""
     if not pod_running:
         state = "stopped"
@@ -35,10 +36,10 @@ def _container_view(container: Mapping[str, Any], status: Optional[Mapping[str, 
         state = str(status.get("status") or "unknown")
     live = status or {}
     return {
-        "name": container.get("name"),
-        "image": container.get("image"),
-        "digest": container.get("digest"),
-        "restart_policy": container.get("restart_policy"),
+        "name": container.name,
+        "image": container.image,
+        "digest": container.digest,
+        "restart_policy": container.restart_policy,
         "state": state,
         "pid": live.get("pid") if pod_running else None,
         "exit_code": live.get("exit_code"),
@@ -46,22 +47,21 @@ def _container_view(container: Mapping[str, Any], status: Optional[Mapping[str, 
     }
 
 
-def _view(spec: Mapping[str, Any], vm_id: Optional[str], uuid: Optional[str], state: str, running: bool) -> dict[str, Any]:
-    guest = spec.get("guest") or {}
+def _view(pod: StoredPod, vm_id: Optional[str], uuid: Optional[str], state: str, running: bool) -> dict[str, Any]:
     return {
-        "name": spec.get("name"),
+        "name": pod.name,
         "vm_id": vm_id,
         "uuid": uuid,
         "state": state,
-        "vcpus": spec.get("vcpus"),
-        "memory": spec.get("memory"),
-        "hostname": spec.get("hostname"),
-        "accelerator": spec.get("accelerator"),
-        "guest_image": guest.get("image"),
-        "labels": dict(spec.get("labels") or {}),
+        "vcpus": pod.vcpus,
+        "memory": pod.memory,
+        "hostname": pod.hostname,
+        "accelerator": pod.accelerator,
+        "guest_image": pod.guest.image,
+        "labels": dict(pod.labels),
         "containers": [],
-        "volumes": [dict(v) for v in spec.get("volumes") or []],
-        **network_view(spec),
+        "volumes": [v.to_json() for v in pod.volumes],
+        **network_view(pod.to_json()),
     }
 
 
@@ -70,23 +70,23 @@ def pod_view(session: PodSession, found: Optional[FoundPod], logs: int = 0) -> d
     if found is None:
         return {}
     current = found.current
-    view = _view(current.spec, current.vm_id, current.uuid, current.state, current.running)
-    containers = list(current.spec.get("containers") or [])
+    pod = current.pod
+    view = _view(pod, current.vm_id, current.uuid, current.state, current.running)
     statuses: Optional[Mapping[str, Any]] = None
     tails: dict[str, str] = {}
     runtime = PodRuntime(session)
-    if current.running and containers:
-        statuses, tails = runtime.status(found.dom, current.vm_id, logs, [str(c.get("name")) for c in containers])
+    if current.running and pod.containers:
+        statuses, tails = runtime.status(found.dom, current.vm_id, logs, [c.name for c in pod.containers])
     if current.running and view["networks"]:
         with contextlib.suppress(HyperError):  # an agent that does not answer: addresses unknown, as container states
             view["addresses"] = session.make_network(session.client).addresses(runtime.agent(found.dom, current.vm_id), current.vm_id, current.spec)
-    for container in containers:
-        status = statuses.get(str(container.get("name"))) if statuses is not None else None
+    for container in pod.containers:
+        status = statuses.get(container.name) if statuses is not None else None
         item = _container_view(container, status if statuses is not None else None, current.running)
         if statuses is not None and status is None:
             item["state"] = "missing"  # the guest does not know it (not started since the VM booted)
         if logs > 0:
-            item["logs"] = tails.get(str(container.get("name")), "").splitlines()
+            item["logs"] = tails.get(container.name, "").splitlines()
         view["containers"].append(item)
     return view
 
@@ -96,14 +96,13 @@ def predicted_view(plan: Plan, current: Optional[CurrentPod]) -> dict[str, Any]:
     state = str(plan.after.get("state"))
     if state == "absent":
         return {}
-    spec = plan.spec
+    pod = StoredPod.from_json(plan.spec)
     keep_vm = current is not None and not plan.new_vm
-    view = _view(spec, current.vm_id if keep_vm and current else None, current.uuid if keep_vm and current else None, state, state == "running")
-    view["addresses"] = static_view(spec) if state == "running" else []
+    view = _view(pod, current.vm_id if keep_vm and current else None, current.uuid if keep_vm and current else None, state, state == "running")
+    view["addresses"] = static_view(plan.spec) if state == "running" else []
     container_state = "running" if state == "running" else "stopped"
-    for container in spec.get("containers") or []:
-        item = _container_view(container, {"status": container_state}, state == "running")
-        view["containers"].append(item)
+    for container in pod.containers:
+        view["containers"].append(_container_view(container, {"status": container_state}, state == "running"))
     return view
 
 
@@ -122,10 +121,10 @@ def pod_info(params: Mapping[str, Any], check_mode: bool = False, session: Optio
     with task:
         pods = []
         for found in task.pods():
-            spec = found.current.spec
-            if name is not None and spec.get("name") != name:
+            pod = found.current.pod
+            if name is not None and pod.name != name:
                 continue
-            if any((spec.get("labels") or {}).get(key) != value for key, value in labels.items()):
+            if any(dict(pod.labels).get(key) != value for key, value in labels.items()):
                 continue
             pods.append(pod_view(task, found, logs))
     result: dict[str, Any] = {"changed": False, "pods": pods}

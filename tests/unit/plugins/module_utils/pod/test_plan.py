@@ -10,7 +10,8 @@ from typing import Any, Optional
 import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.plan import MASK, MASK_CHANGED, CurrentPod, masked_diff, plan_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.plan import MASK, MASK_CHANGED, masked_diff, plan_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import CurrentPod
 
 STORED: dict[str, Any] = {
     "name": "pod1",

@@ -47,9 +47,9 @@ class FakeDomain:
         self.title = root.findtext("title")
         self.memory = int(root.findtext("memory") or 0)
         self.cmdline = root.findtext("os/cmdline")
-        self.console = root.find("devices/serial/source").get("path")  # type: ignore[union-attr]
+        self.console = str(root.find("devices/serial/source").get("path"))  # type: ignore[union-attr]
         meta = root.find("metadata/*")
-        self.meta = parse_metadata(ET.tostring(meta, encoding="unicode")) if meta is not None else None
+        self.meta: Any = parse_metadata(ET.tostring(meta, encoding="unicode")) if meta is not None else None
         self.serials = [d.findtext("serial") for d in root.findall("devices/disk")]
         self.active = False
         self.defined = True

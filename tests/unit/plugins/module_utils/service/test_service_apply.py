@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import pytest
 
@@ -64,11 +64,11 @@ class FakeServiceGuest:
         self._call("discard_candidate")
         self.candidate = None
 
-    def add_vips(self, vips: list[str]) -> None:
+    def add_vips(self, vips: Sequence[str]) -> None:
         self._call("add_vips")
         self.vips |= set(vips)
 
-    def remove_vips(self, vips: list[str]) -> None:
+    def remove_vips(self, vips: Sequence[str]) -> None:
         self._call("remove_vips")
         self.vips -= set(vips)
 

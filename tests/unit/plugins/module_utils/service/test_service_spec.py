@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
@@ -18,7 +18,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.spec imp
 )
 
 
-def svc(name: str = "web", address: str = "10.96.0.10", port: Any = 80, **extra: Any) -> dict[str, Any]:
+def svc(name: str = "web", address: Optional[str] = "10.96.0.10", port: Any = 80, **extra: Any) -> dict[str, Any]:
     return {"name": name, "address": address, "port": port, "backends": [{"address": "127.0.0.1", "port": 8081}], **extra}
 
 
