@@ -203,7 +203,7 @@ def main() -> int:
         return 0
     for key, value in figures.items():
         if isinstance(value, list):
-            value = " -> ".join(value)
+            value = (" -> " if key.endswith("chain_files") else ", ").join(value)
         print(f"{key:30} {value}")
     return 0
 
