@@ -20,6 +20,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes import check_absolute
 
 FILE_KEYS = ("path", "content", "src", "mode", "owner")
@@ -133,11 +134,11 @@ def stored_file(pod: str, container: str, spec: FileSpec) -> dict[str, Any]:
     return stored
 
 
-def oci_file_mounts(container: Mapping[str, Any]) -> list[dict[str, Any]]:
+def oci_file_mounts(container: StoredContainer) -> list[dict[str, Any]]:
     """Bind mounts of the container's injected files (the guest copies, see ``guest_file``)."""
     return [
-        {"destination": item["path"], "type": "bind", "source": guest_file(str(container["name"]), index), "options": ["bind", "rw"]}
-        for index, item in enumerate(container.get("files") or [])
+        {"destination": item.path, "type": "bind", "source": guest_file(container.name, index), "options": ["bind", "rw"]}
+        for index, item in enumerate(container.files)
     ]
 
 
@@ -170,21 +171,21 @@ def stage_files(root: str, vm_id: str, contents: Mapping[str, Sequence[bytes]]) 
             os.replace(path + ".tmp", path)
 
 
-def load_staged(root: str, vm_id: str, pod: str, container: Mapping[str, Any]) -> list[bytes]:
+def load_staged(root: str, vm_id: str, pod: str, container: StoredContainer) -> list[bytes]:
     """The contents kept for a stored container's files, checked against their digests."""
     contents = []
-    for index, item in enumerate(container.get("files") or []):
-        path = host_file(root, vm_id, str(container["name"]), index)
+    for index, item in enumerate(container.files):
+        path = host_file(root, vm_id, container.name, index)
         try:
             with open(path, "rb") as handle:
                 data = handle.read()
         except OSError as err:
             raise HyperError(
-                f"container {container['name']}: the content of file {item['path']} is not on the host ({path}: {err.strerror}); "
+                f"container {container.name}: the content of file {item.path} is not on the host ({path}: {err.strerror}); "
                 "run the task with its containers and recreate: true"
             ) from None
-        if file_digest(pod, str(container["name"]), str(item["path"]), data) != item.get("sha256"):
-            raise HyperError(f"container {container['name']}: the content kept for file {item['path']} ({path}) does not match its digest")
+        if file_digest(pod, container.name, item.path, data) != item.sha256:
+            raise HyperError(f"container {container.name}: the content kept for file {item.path} ({path}) does not match its digest")
         contents.append(data)
     return contents
 

@@ -25,6 +25,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci impor
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import SYNC_TIMEOUT
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import PodSpec
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import FoundPod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer, StoredPod, StoredVolume
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.files import (
     FileSpec,
     guest_file,
@@ -38,10 +39,8 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes 
     check_volumes,
     create_volume,
     disk_target,
-    disk_volumes,
     existing_volume_files,
     guest_mount_point,
-    host_volumes,
     oci_mounts,
     share_tag,
     volume_path,
@@ -79,20 +78,20 @@ class GuestFile:
     mode: int
 
 
-def mount_options(volume: Mapping[str, Any], containers: Sequence[Mapping[str, Any]]) -> str:
+def mount_options(volume: StoredVolume, containers: Sequence[StoredContainer]) -> str:
     """``rw`` unless every container that mounts the volume mounts it read-only (or none mounts it)."""
-    uses = [m for c in containers for m in c.get("volumes") or [] if m.get("name") == volume["name"]]
-    return "ro" if all(m.get("read_only") for m in uses) else "rw"
+    uses = [m for c in containers for m in c.volumes if m.name == volume.name]
+    return "ro" if all(m.read_only for m in uses) else "rw"
 
 
-def add_mounts(configs: Sequence[tuple[str, dict[str, Any]]], spec: Mapping[str, Any]) -> None:
+def add_mounts(configs: Sequence[tuple[str, dict[str, Any]]], pod: StoredPod) -> None:
     """Append the bind mounts of each container's volumes and files to its runtime config (``(name, config)`` pairs)."""
-    by_name = {str(c["name"]): c for c in spec.get("containers") or []}
+    by_name = {c.name: c for c in pod.containers}
     for name, config in configs:
         container = by_name.get(name)
         if container is None:
             continue
-        extra = oci_mounts(container, spec.get("volumes") or []) + oci_file_mounts(container)
+        extra = oci_mounts(container, pod.volumes) + oci_file_mounts(container)
         if extra:
             config["mounts"] = list(config.get("mounts") or []) + extra
 
@@ -100,9 +99,9 @@ def add_mounts(configs: Sequence[tuple[str, dict[str, Any]]], spec: Mapping[str,
 class PodStorage:
     """The storage of one pod (a stored spec) on the host and in its guest."""
 
-    def __init__(self, root: str, spec: Mapping[str, Any], *, runner: Runner = run) -> None:
+    def __init__(self, root: str, pod: StoredPod, *, runner: Runner = run) -> None:
         self.root = root
-        self.spec = spec
+        self.pod = pod
         self.runner = runner
         self.created: list[str] = []
 
@@ -110,13 +109,13 @@ class PodStorage:
 
     def check(self) -> None:
         """Host directories exist; existing volumes have the declared format and size. Creates nothing."""
-        check_volumes(self.root, self.spec.get("volumes") or [], self.runner)
+        check_volumes(self.root, self.pod.volumes, self.runner)
 
     def create_volumes(self) -> list[str]:
         """Create the disk volumes that do not exist yet; remember them so that ``undo`` can remove them."""
         self.check()
         try:
-            for volume in disk_volumes(self.spec):
+            for volume in self.pod.disk_volumes:
                 made = create_volume(self.root, volume, self.runner)
                 if made:
                     self.created.append(made)
@@ -136,17 +135,17 @@ class PodStorage:
         """The volume disks, writable, with targets after the ``first`` ones the image disks use."""
         return [
             DiskSpec(
-                path=volume_path(self.root, str(v["name"]), str(v["format"])),
+                path=volume_path(self.root, v.name, str(v.format)),
                 target=disk_target(first + index),
-                serial=volume_serial(str(v["name"])),
+                serial=volume_serial(v.name),
                 readonly=False,
-                format=str(v["format"]),
+                format=str(v.format),
             )
-            for index, v in enumerate(disk_volumes(self.spec))
+            for index, v in enumerate(self.pod.disk_volumes)
         ]
 
     def filesystems(self) -> tuple[FilesystemSpec, ...]:
-        return tuple(FilesystemSpec(source=str(v["host_path"]), tag=share_tag(str(v["name"]))) for v in host_volumes(self.spec))
+        return tuple(FilesystemSpec(source=str(v.host_path), tag=share_tag(v.name)) for v in self.pod.host_volumes)
 
     def contents(self, task: Mapping[str, Sequence[FileSpec]], vm_id: Optional[str]) -> dict[str, list[bytes]]:
         """Each container's file contents: from the task (``task``: container → FileSpecs with data) or else the copy kept for ``vm_id``.
@@ -154,10 +153,10 @@ class PodStorage:
         A recreate whose task did not give the containers keeps the files of the VM it replaces.
         """
         out: dict[str, list[bytes]] = {}
-        pod = str(self.spec["name"])
-        for container in self.spec.get("containers") or []:
-            name = str(container["name"])
-            items = container.get("files") or []
+        pod = self.pod.name
+        for container in self.pod.containers:
+            name = container.name
+            items = container.files
             if not items:
                 continue
             given = task.get(name)
@@ -176,53 +175,51 @@ class PodStorage:
     def owners(self, cache: Optional[ImageCache]) -> dict[tuple[str, int], tuple[int, int]]:
         """(container, file index) → (uid, gid); names are looked up in the container image's /etc/passwd and /etc/group."""
         out: dict[tuple[str, int], tuple[int, int]] = {}
-        for container in self.spec.get("containers") or []:
+        for container in self.pod.containers:
             users: Optional[UserDb] = None
-            for index, item in enumerate(container.get("files") or []):
-                owner = str(item.get("owner") or "0:0")
+            for index, item in enumerate(container.files):
+                owner = item.owner or "0:0"
                 if users is None and not all(part.isdigit() for part in owner.split(":")):
                     users = load_user_db(os.path.join(self._bundle(container, cache), ROOTFS_DIR))
-                resolved = resolve_user(owner, users or UserDb(), f"containers[{container['name']}].files[{index}].owner")
-                out[(str(container["name"]), index)] = (resolved.uid, resolved.gid)
+                resolved = resolve_user(owner, users or UserDb(), f"containers[{container.name}].files[{index}].owner")
+                out[(container.name, index)] = (resolved.uid, resolved.gid)
         return out
 
     def guest_files(self, vm_id: str, owners: Mapping[tuple[str, int], tuple[int, int]]) -> list[GuestFile]:
         """Every injected file as the guest gets it: content from the host copy, numeric owner, mode."""
         out: list[GuestFile] = []
-        pod = str(self.spec["name"])
-        for container in self.spec.get("containers") or []:
-            items = container.get("files") or []
+        pod = self.pod.name
+        for container in self.pod.containers:
+            items = container.files
             if not items:
                 continue
-            name = str(container["name"])
+            name = container.name
             for index, (item, data) in enumerate(zip(items, load_staged(self.root, vm_id, pod, container))):
                 uid, gid = owners[(name, index)]
-                out.append(GuestFile(guest_file(name, index), data, uid, gid, int(str(item["mode"]), 8)))
+                out.append(GuestFile(guest_file(name, index), data, uid, gid, int(item.mode, 8)))
         return out
 
     @staticmethod
-    def _bundle(container: Mapping[str, Any], cache: Optional[ImageCache]) -> str:
-        if cache is None or not container.get("digest"):
-            raise HyperError(f"container {container['name']}: owner names need the image's /etc/passwd, and its bundle is not known")
-        ref = parse_image_ref(container["image_ref"], option=f"containers[{container['name']}].image")
-        return str(bundle_path(cache, ResolvedImage(ref, str(container["digest"]), cache.layout, ref.cache_tag, changed=False)))
+    def _bundle(container: StoredContainer, cache: Optional[ImageCache]) -> str:
+        if cache is None or not container.digest:
+            raise HyperError(f"container {container.name}: owner names need the image's /etc/passwd, and its bundle is not known")
+        ref = parse_image_ref(container.image_ref, option=f"containers[{container.name}].image")
+        return str(bundle_path(cache, ResolvedImage(ref, container.digest, cache.layout, ref.cache_tag, changed=False)))
 
     # -- guest ------------------------------------------------------------------------------------
 
     def setup(self, agent: GuestAgent, files: Sequence[GuestFile]) -> None:
         """Mount the volumes and shares in the guest and write the files; before any container starts."""
-        containers = self.spec.get("containers") or []
-        for volume in disk_volumes(self.spec):
+        containers = self.pod.containers
+        for volume in self.pod.disk_volumes:
             target = guest_mount_point(volume)
             opts = mount_options(volume, containers) + ",noatime"
-            self._run(agent, ["sh", "-c", MOUNT_DISK_SCRIPT, "sh", volume_serial(str(volume["name"])), target, opts], f"mounting volume {volume['name']}")
-        for volume in host_volumes(self.spec):
+            self._run(agent, ["sh", "-c", MOUNT_DISK_SCRIPT, "sh", volume_serial(volume.name), target, opts], f"mounting volume {volume.name}")
+        for volume in self.pod.host_volumes:
             target = guest_mount_point(volume)
             self._run(agent, ["mkdir", "-p", target], f"creating {target}")
             opts = mount_options(volume, containers)
-            self._run(
-                agent, ["mount", "-t", "virtiofs", "-o", opts, share_tag(str(volume["name"])), target], f"mounting the host directory {volume['host_path']}"
-            )
+            self._run(agent, ["mount", "-t", "virtiofs", "-o", opts, share_tag(volume.name), target], f"mounting the host directory {volume.host_path}")
         for item in files:
             self._run(agent, ["mkdir", "-p", os.path.dirname(item.path)], f"creating {os.path.dirname(item.path)}")
             agent.write_file(item.path, item.data)
@@ -237,9 +234,9 @@ class PodStorage:
             raise AgentError(f"{agent.name}: {what} failed: {reason}")
 
 
-def sync_timeout(spec: Mapping[str, Any]) -> float:
+def sync_timeout(pod: StoredPod) -> float:
     """How long the stop waits for the guest's sync: long enough for a disk volume's dirty data."""
-    return VOLUME_SYNC_TIMEOUT if disk_volumes(spec) else SYNC_TIMEOUT
+    return VOLUME_SYNC_TIMEOUT if pod.disk_volumes else SYNC_TIMEOUT
 
 
 def read_file_sources(spec: PodSpec) -> PodSpec:
@@ -255,22 +252,22 @@ def task_files(spec: PodSpec) -> dict[str, tuple[FileSpec, ...]]:
     return {container.name: container.files for container in spec.containers}
 
 
-def check_volume_users(pods: Sequence[FoundPod], pod: str, volumes: Sequence[Mapping[str, Any]]) -> None:
+def check_volume_users(pods: Sequence[FoundPod], pod: str, volumes: Sequence[StoredVolume]) -> None:
     """A disk volume belongs to one pod at a time (two guests mounting one ext4 would corrupt it)."""
-    wanted = {str(v["name"]) for v in volumes if v.get("kind") == "disk"}
+    wanted = {v.name for v in volumes if v.kind == "disk"}
     for found in pods:
-        other = found.current.spec
-        if other.get("name") == pod:
+        other = found.current.pod
+        if other.name == pod:
             continue
-        shared = sorted(wanted & {str(v.get("name")) for v in disk_volumes(other)})
+        shared = sorted(wanted & {v.name for v in other.disk_volumes})
         if shared:
-            raise SpecError(f"volumes[{shared[0]}]", shared[0], f"is a volume of pod {other.get('name')} already; a disk volume belongs to one pod at a time")
+            raise SpecError(f"volumes[{shared[0]}]", shared[0], f"is a volume of pod {other.name} already; a disk volume belongs to one pod at a time")
 
 
-def volumes_to_purge(root: str, pods: Sequence[FoundPod], pod: str, current: Optional[Mapping[str, Any]], given: Sequence[VolumeSpec]) -> list[str]:
+def volumes_to_purge(root: str, pods: Sequence[FoundPod], pod: str, current: Optional[StoredPod], given: Sequence[VolumeSpec]) -> list[str]:
     """The files ``volumes_purge`` removes: the disk volumes of the pod (stored and given); none may belong to another pod."""
-    names = {str(v.get("name")) for v in disk_volumes(current or {})} | {v.name for v in given if v.kind == "disk"}
-    check_volume_users(pods, pod, [{"name": name, "kind": "disk"} for name in sorted(names)])
+    names = {v.name for v in (current.disk_volumes if current else ())} | {v.name for v in given if v.kind == "disk"}
+    check_volume_users(pods, pod, [StoredVolume(name, "disk") for name in sorted(names)])
     return sorted(path for name in names for path in existing_volume_files(root, name))
 
 

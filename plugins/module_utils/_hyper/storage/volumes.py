@@ -24,6 +24,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ImageError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.commands import CommandFailed, Runner, run
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer, StoredPod, StoredVolume
 
 VOLUMES_DIR = "volumes"
 VOLUME_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -196,19 +197,19 @@ def share_tag(name: str) -> str:
     return SHARE_TAG_PREFIX + hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
 
 
-def guest_mount_point(volume: Mapping[str, Any]) -> str:
-    base = GUEST_SHARES_DIR if volume.get("kind") == "host" else GUEST_VOLUMES_DIR
-    return f"{base}/{volume['name']}"
+def guest_mount_point(volume: StoredVolume) -> str:
+    base = GUEST_SHARES_DIR if volume.kind == "host" else GUEST_VOLUMES_DIR
+    return f"{base}/{volume.name}"
 
 
-def oci_mounts(container: Mapping[str, Any], volumes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def oci_mounts(container: StoredContainer, volumes: Sequence[StoredVolume]) -> list[dict[str, Any]]:
     """The OCI runtime ``mounts`` entries (bind mounts of the guest mount points) of a stored container."""
-    by_name = {str(v["name"]): v for v in volumes}
+    by_name = {v.name: v for v in volumes}
     mounts = []
-    for mount in container.get("volumes") or []:
-        volume = by_name[str(mount["name"])]
-        options = ["rbind", "ro" if mount.get("read_only") else "rw"]
-        mounts.append({"destination": mount["path"], "type": "bind", "source": guest_mount_point(volume), "options": options})
+    for mount in container.volumes:
+        volume = by_name[mount.name]
+        options = ["rbind", "ro" if mount.read_only else "rw"]
+        mounts.append({"destination": mount.path, "type": "bind", "source": guest_mount_point(volume), "options": options})
     return mounts
 
 
@@ -257,16 +258,16 @@ def find_virtiofsd(vhost_user_dirs: Sequence[str] = VHOST_USER_DIRS, paths: Sequ
     return next((path for path in paths if os.access(path, os.X_OK)), None)
 
 
-def check_volumes(root: str, volumes: Sequence[Mapping[str, Any]], runner: Runner = run) -> None:
+def check_volumes(root: str, volumes: Sequence[StoredVolume], runner: Runner = run) -> None:
     """What can be checked on the host before anything is made: host directories exist, existing volumes fit.
 
     A disk volume that exists in another format, or with another size, is refused: it is never
     converted, resized or replaced.
     """
     for volume in volumes:
-        where = f"volumes[{volume['name']}]"
-        if volume.get("kind") == "host":
-            path = str(volume["host_path"])
+        where = f"volumes[{volume.name}]"
+        if volume.kind == "host":
+            path = str(volume.host_path)
             if not os.path.isdir(path):
                 raise SpecError(f"{where}.host_path", path, "is not an existing directory on the hyper host")
             if find_virtiofsd() is None:
@@ -274,28 +275,27 @@ def check_volumes(root: str, volumes: Sequence[Mapping[str, Any]], runner: Runne
                     f"{where}.host_path", path, "needs virtiofsd on the hyper host, and there is none: install it (bindep.txt; the hyper.pods.host role does)"
                 )
             continue
-        wanted = volume_path(root, str(volume["name"]), str(volume["format"]))
-        for found in existing_volume_files(root, str(volume["name"])):
+        fmt = str(volume.format)
+        wanted = volume_path(root, volume.name, fmt)
+        for found in existing_volume_files(root, volume.name):
             if found != wanted:
-                raise SpecError(
-                    f"{where}.format", volume["format"], f"the volume exists as {found}; it is never converted (remove it first, or keep its format)"
-                )
-            size = virtual_size(found, str(volume["format"]), runner)
-            if size != volume["size"]:
+                raise SpecError(f"{where}.format", volume.format, f"the volume exists as {found}; it is never converted (remove it first, or keep its format)")
+            size = virtual_size(found, fmt, runner)
+            if size != volume.size:
                 raise SpecError(
                     f"{where}.size",
-                    f"{int(volume['size']) >> 20}M",
+                    f"{int(volume.size or 0) >> 20}M",
                     f"the volume {found} has {size >> 20}M; volumes are not resized (keep its size, or remove it first)",
                 )
 
 
-def create_volume(root: str, volume: Mapping[str, Any], runner: Runner = run) -> Optional[str]:
+def create_volume(root: str, volume: StoredVolume, runner: Runner = run) -> Optional[str]:
     """Create the disk volume if it does not exist; return its path when this call made it, else None.
 
     The file system (ext4 with a journal, labelled with the volume name) is made on a sparse raw
     file and converted into place under a temporary name, so a volume file is either whole or absent.
     """
-    name, fmt, size = str(volume["name"]), str(volume["format"]), int(volume["size"])
+    name, fmt, size = volume.name, str(volume.format), int(volume.size or 0)
     final = volume_path(root, name, fmt)
     if os.path.exists(final):
         return None
@@ -335,12 +335,12 @@ def remove_volume(root: str, name: str) -> list[str]:
     return removed
 
 
-def disk_volumes(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [v for v in spec.get("volumes") or [] if v.get("kind") == "disk"]
+def disk_volumes(pod: StoredPod) -> tuple[StoredVolume, ...]:
+    return pod.disk_volumes
 
 
-def host_volumes(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [v for v in spec.get("volumes") or [] if v.get("kind") == "host"]
+def host_volumes(pod: StoredPod) -> tuple[StoredVolume, ...]:
+    return pod.host_volumes
 
 
 disk_target = layout.disk_target

@@ -11,11 +11,18 @@ import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import normalise_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage import files as fl
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.pod import read_file_sources
 
 IMAGE = "oci:/srv/images:busybox"
 SECRET = "hunter2-very-secret"
+
+
+def _container(data: dict[str, Any]) -> StoredContainer:
+    """A typed stored container from its JSON form; image, mode and owner filled in where the test leaves them out."""
+    files = [{"mode": "0644", "owner": "0:0", **item} for item in data.get("files") or []]
+    return StoredContainer.from_json({"image": IMAGE, **data, "files": files}, "containers[0]")
 
 
 @pytest.mark.parametrize(("value", "mode"), [("0640", 0o640), ("640", 0o640), ("4755", 0o4755), (0o600, 0o600), ("0", 0)])
@@ -96,13 +103,15 @@ def test_src_is_read_on_the_host(tmp_path: Any) -> None:
 
 def test_staged_copies_round_trip_and_are_checked(tmp_path: Any) -> None:
     root = str(tmp_path)
-    container = {"name": "app", "files": [{"path": "/a", "sha256": fl.file_digest("p", "app", "/a", b"one")}, {"path": "/b", "sha256": "sha256:00"}]}
+    data: dict[str, Any] = {"name": "app", "files": [{"path": "/a", "sha256": fl.file_digest("p", "app", "/a", b"one")}, {"path": "/b", "sha256": "sha256:00"}]}
+    container = _container(data)
     fl.stage_files(root, "hyper-1", {"app": [b"one", b"two"]})
     first = fl.host_file(root, "hyper-1", "app", 0)
     assert oct(os.stat(first).st_mode & 0o777) == "0o600"
     with pytest.raises(HyperError, match="does not match its digest"):
         fl.load_staged(root, "hyper-1", "p", container)
-    container["files"][1]["sha256"] = fl.file_digest("p", "app", "/b", b"two")
+    data["files"][1]["sha256"] = fl.file_digest("p", "app", "/b", b"two")
+    container = _container(data)
     assert fl.load_staged(root, "hyper-1", "p", container) == [b"one", b"two"]
     fl.remove_pod_dir(root, "hyper-1")
     with pytest.raises(HyperError, match="not on the host"):
@@ -111,7 +120,7 @@ def test_staged_copies_round_trip_and_are_checked(tmp_path: Any) -> None:
 
 
 def test_oci_file_mounts() -> None:
-    container = {"name": "app", "files": [{"path": "/etc/a"}, {"path": "/etc/b"}]}
+    container = _container({"name": "app", "files": [{"path": "/etc/a"}, {"path": "/etc/b"}]})
     assert fl.oci_file_mounts(container) == [
         {"destination": "/etc/a", "type": "bind", "source": "/run/hyper/files/app/0", "options": ["bind", "rw"]},
         {"destination": "/etc/b", "type": "bind", "source": "/run/hyper/files/app/1", "options": ["bind", "rw"]},

@@ -13,6 +13,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent impo
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import SYNC_TIMEOUT
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.plan import CurrentPod, plan_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import FoundPod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredPod, StoredVolume
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.files import FileSpec, file_digest
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.pod import (
     MOUNT_DISK_SCRIPT,
@@ -30,18 +31,26 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml 
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.fake_agent import FakeClock
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.guest.test_guest_pod import FakeGuest, Run
 
+IMAGE = "oci:/srv/images:busybox"
 SPEC: dict[str, Any] = {
     "name": "p",
     "volumes": [{"name": "data", "kind": "disk", "size": 64 << 20, "format": "qcow2"}, {"name": "share", "kind": "host", "host_path": "/srv/share"}],
     "containers": [
         {
             "name": "app",
+            "image": IMAGE,
             "volumes": [{"name": "data", "path": "/data", "read_only": False}, {"name": "share", "path": "/share", "read_only": True}],
             "files": [{"path": "/etc/x", "mode": "0640", "owner": "1:2", "sha256": file_digest("p", "app", "/etc/x", b"xx")}],
         },
-        {"name": "reader", "volumes": [{"name": "share", "path": "/share", "read_only": True}]},
+        {"name": "reader", "image": IMAGE, "volumes": [{"name": "share", "path": "/share", "read_only": True}]},
     ],
 }
+POD = StoredPod.from_json(SPEC)
+
+
+def _pod(data: dict[str, Any]) -> StoredPod:
+    """A typed stored pod (named p) from the JSON fields a test gives."""
+    return StoredPod.from_json({"name": "p", **data})
 
 
 @pytest.fixture
@@ -50,16 +59,16 @@ def guest(clock: FakeClock) -> FakeGuest:
 
 
 def test_mount_options_follow_the_containers() -> None:
-    containers = SPEC["containers"]
-    assert mount_options(SPEC["volumes"][0], containers) == "rw"
-    assert mount_options(SPEC["volumes"][1], containers) == "ro"  # every container mounts it read-only
-    assert mount_options({"name": "unused"}, containers) == "ro"
+    containers = POD.containers
+    assert mount_options(POD.volumes[0], containers) == "rw"
+    assert mount_options(POD.volumes[1], containers) == "ro"  # every container mounts it read-only
+    assert mount_options(StoredVolume.from_json({"name": "unused"}, "volumes[0]"), containers) == "ro"
 
 
 def test_setup_mounts_then_writes_files_as_argv_lists(guest: FakeGuest, clock: FakeClock) -> None:
     guest.run(("sh",), Run()).run(("mkdir",), Run()).run(("mount",), Run()).run(("chown",), Run()).run(("chmod",), Run())
     agent = GuestAgent(guest, name="vm-1", clock=clock, sleep=clock.sleep)
-    PodStorage("/root", SPEC).setup(agent, [GuestFile("/run/hyper/files/app/0", b"xx", 1, 2, 0o640)])
+    PodStorage("/root", POD).setup(agent, [GuestFile("/run/hyper/files/app/0", b"xx", 1, 2, 0o640)])
     assert guest.argvs == [
         ["sh", "-c", MOUNT_DISK_SCRIPT, "sh", volume_serial("data"), "/run/hyper/volumes/data", "rw,noatime"],
         ["mkdir", "-p", "/run/hyper/shares/share"],
@@ -75,19 +84,19 @@ def test_a_failed_mount_says_which_volume(guest: FakeGuest, clock: FakeClock) ->
     guest.run(("sh",), Run(rc=1, stderr="no disk with serial hyper-vol-x in the guest\n"))
     agent = GuestAgent(guest, name="vm-1", clock=clock, sleep=clock.sleep)
     with pytest.raises(AgentError, match="mounting volume data failed: no disk with serial"):
-        PodStorage("/root", SPEC).setup(agent, [])
+        PodStorage("/root", POD).setup(agent, [])
 
 
 def test_add_mounts_appends_to_the_image_mounts() -> None:
     app: dict[str, Any] = {"mounts": [{"destination": "/proc", "type": "proc"}]}
     reader: dict[str, Any] = {}
-    add_mounts([("app", app), ("reader", reader), ("other", {})], SPEC)
+    add_mounts([("app", app), ("reader", reader), ("other", {})], POD)
     assert [m["destination"] for m in app["mounts"]] == ["/proc", "/data", "/share", "/etc/x"]
     assert reader["mounts"] == [{"destination": "/share", "type": "bind", "source": "/run/hyper/shares/share", "options": ["rbind", "ro"]}]
 
 
 def test_disks_and_filesystems(tmp_path: Any) -> None:
-    storage = PodStorage(str(tmp_path), SPEC)
+    storage = PodStorage(str(tmp_path), POD)
     (disk,) = storage.disks(2)
     assert (disk.target, disk.readonly, disk.format, disk.serial) == ("vdc", False, "qcow2", volume_serial("data"))
     assert disk.path == str(tmp_path / "volumes" / "data.qcow2")
@@ -95,7 +104,7 @@ def test_disks_and_filesystems(tmp_path: Any) -> None:
 
 
 def test_contents_from_the_task_else_from_the_old_vm(tmp_path: Any) -> None:
-    storage = PodStorage(str(tmp_path), SPEC)
+    storage = PodStorage(str(tmp_path), POD)
     given = {"app": (FileSpec("/etc/x", data=b"xx"),)}
     assert storage.contents(given, None) == {"app": [b"xx"]}
     with pytest.raises(HyperError, match="neither in the task nor kept"):
@@ -107,13 +116,13 @@ def test_contents_from_the_task_else_from_the_old_vm(tmp_path: Any) -> None:
 
 
 def test_owner_names_need_the_image() -> None:
-    spec = {"name": "p", "containers": [{"name": "app", "files": [{"path": "/x", "mode": "0644", "owner": "nobody"}]}]}
+    spec = _pod({"containers": [{"name": "app", "image": IMAGE, "files": [{"path": "/x", "mode": "0644", "owner": "nobody"}]}]})
     with pytest.raises(HyperError, match="need the image's /etc/passwd"):
         PodStorage("/root", spec).owners(None)
 
 
 def test_undo_removes_only_what_it_made(tmp_path: Any) -> None:
-    storage = PodStorage(str(tmp_path), SPEC)
+    storage = PodStorage(str(tmp_path), POD)
     made = tmp_path / "made.qcow2"
     made.write_bytes(b"x")
     storage.created = [str(made)]
@@ -133,11 +142,11 @@ def _found(name: str, volumes: list[dict[str, Any]]) -> FoundPod:
 def test_a_disk_volume_belongs_to_one_pod() -> None:
     pods = [_found("other", [SPEC["volumes"][0]]), _found("p", [SPEC["volumes"][0]])]
     with pytest.raises(SpecError, match="volume of pod other") as err:
-        check_volume_users(pods, "p", SPEC["volumes"])
+        check_volume_users(pods, "p", POD.volumes)
     assert err.value.option == "volumes[data]"
-    check_volume_users(pods[1:], "p", SPEC["volumes"])
+    check_volume_users(pods[1:], "p", POD.volumes)
     # Host directories may be shared by several pods.
-    check_volume_users([_found("other", [SPEC["volumes"][1]])], "p", SPEC["volumes"])
+    check_volume_users([_found("other", [SPEC["volumes"][1]])], "p", POD.volumes)
 
 
 def test_purge_takes_stored_and_given_volumes(tmp_path: Any) -> None:
@@ -147,10 +156,10 @@ def test_purge_takes_stored_and_given_volumes(tmp_path: Any) -> None:
         (tmp_path / "volumes" / name).write_bytes(b"x")
     from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes import VolumeSpec
 
-    paths = volumes_to_purge(root, [], "p", SPEC, [VolumeSpec("extra", "disk", 1 << 24, "raw"), VolumeSpec("share", "host", host_path="/srv")])
+    paths = volumes_to_purge(root, [], "p", POD, [VolumeSpec("extra", "disk", 1 << 24, "raw"), VolumeSpec("share", "host", host_path="/srv")])
     assert paths == [str(tmp_path / "volumes" / "data.qcow2"), str(tmp_path / "volumes" / "extra.raw")]
     with pytest.raises(SpecError, match="volume of pod other"):
-        volumes_to_purge(root, [_found("other", [SPEC["volumes"][0]])], "p", SPEC, [])
+        volumes_to_purge(root, [_found("other", [SPEC["volumes"][0]])], "p", POD, [])
 
 
 def test_domain_xml_with_a_share_has_shared_memory() -> None:
@@ -174,5 +183,5 @@ def test_a_volume_change_replaces_the_vm() -> None:
 
 
 def test_a_pod_with_a_disk_volume_waits_longer_for_its_sync() -> None:
-    assert sync_timeout(SPEC) == VOLUME_SYNC_TIMEOUT > SYNC_TIMEOUT
-    assert sync_timeout({"volumes": [SPEC["volumes"][1]]}) == SYNC_TIMEOUT == sync_timeout({})
+    assert sync_timeout(POD) == VOLUME_SYNC_TIMEOUT > SYNC_TIMEOUT
+    assert sync_timeout(_pod({"volumes": [SPEC["volumes"][1]]})) == SYNC_TIMEOUT == sync_timeout(_pod({}))

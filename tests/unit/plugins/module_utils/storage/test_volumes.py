@@ -13,9 +13,15 @@ import pytest
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ImageError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.commands import CommandFailed, Completed
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import normalise_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer, StoredVolume
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage import volumes as vol
 
 IMAGE = "oci:/srv/images:busybox"
+
+
+def _volumes(*items: dict[str, Any]) -> list[StoredVolume]:
+    """The typed volumes of these stored (JSON) ones."""
+    return [StoredVolume.from_json(item, f"volumes[{index}]") for index, item in enumerate(items)]
 
 
 @pytest.mark.parametrize(
@@ -125,8 +131,11 @@ def test_stored_spec_has_volumes_and_mounts_only_when_used() -> None:
 
 
 def test_oci_mounts_bind_the_guest_mount_points() -> None:
-    volumes = [{"name": "data", "kind": "disk"}, {"name": "share", "kind": "host"}]
-    container = {"volumes": [{"name": "data", "path": "/data", "read_only": False}, {"name": "share", "path": "/s", "read_only": True}]}
+    volumes = _volumes({"name": "data", "kind": "disk"}, {"name": "share", "kind": "host"})
+    container = StoredContainer.from_json(
+        {"name": "app", "image": IMAGE, "volumes": [{"name": "data", "path": "/data", "read_only": False}, {"name": "share", "path": "/s", "read_only": True}]},
+        "containers[0]",
+    )
     assert vol.oci_mounts(container, volumes) == [
         {"destination": "/data", "type": "bind", "source": "/run/hyper/volumes/data", "options": ["rbind", "rw"]},
         {"destination": "/s", "type": "bind", "source": "/run/hyper/shares/share", "options": ["rbind", "ro"]},
@@ -171,13 +180,14 @@ class FakeRunner:
         return Completed(tuple(argv), 0, "", "", 0.0)
 
 
-DISK = {"name": "data", "kind": "disk", "size": 64 << 20, "format": "qcow2"}
+DISK_JSON: dict[str, Any] = {"name": "data", "kind": "disk", "size": 64 << 20, "format": "qcow2"}
+(DISK,) = _volumes(DISK_JSON)
 
 
 @pytest.mark.parametrize("fmt", ["qcow2", "raw"])
 def test_create_volume_once(tmp_path: Any, fmt: str) -> None:
     runner = FakeRunner()
-    disk = {**DISK, "format": fmt}
+    (disk,) = _volumes({**DISK_JSON, "format": fmt})
     path = vol.create_volume(str(tmp_path), disk, runner)
     assert path == str(tmp_path / "volumes" / f"data.{fmt}")
     convert = runner.argvs[1]
@@ -202,17 +212,17 @@ def test_check_volumes(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(vol, "find_virtiofsd", lambda: "/usr/libexec/virtiofsd")
     root = str(tmp_path)
     runner = FakeRunner()
-    vol.check_volumes(root, [DISK, {"name": "s", "kind": "host", "host_path": root}], runner)  # nothing exists yet: fine
+    vol.check_volumes(root, _volumes(DISK_JSON, {"name": "s", "kind": "host", "host_path": root}), runner)  # nothing exists yet: fine
     with pytest.raises(SpecError, match="not an existing directory") as err:
-        vol.check_volumes(root, [{"name": "s", "kind": "host", "host_path": root + "/missing"}], runner)
+        vol.check_volumes(root, _volumes({"name": "s", "kind": "host", "host_path": root + "/missing"}), runner)
     assert err.value.option == "volumes[s].host_path"
     vol.create_volume(root, DISK, runner)
     vol.check_volumes(root, [DISK], runner)
     with pytest.raises(SpecError, match="not resized") as err:
-        vol.check_volumes(root, [{**DISK, "size": 128 << 20}], runner)
+        vol.check_volumes(root, _volumes({**DISK_JSON, "size": 128 << 20}), runner)
     assert err.value.option == "volumes[data].size"
     with pytest.raises(SpecError, match="never converted") as err:
-        vol.check_volumes(root, [{**DISK, "format": "raw"}], runner)
+        vol.check_volumes(root, _volumes({**DISK_JSON, "format": "raw"}), runner)
     assert err.value.option == "volumes[data].format"
 
 
@@ -242,5 +252,5 @@ def test_find_virtiofsd(tmp_path: Any) -> None:
 def test_a_share_without_virtiofsd_is_refused(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(vol, "find_virtiofsd", lambda: None)
     with pytest.raises(SpecError, match="needs virtiofsd") as err:
-        vol.check_volumes(str(tmp_path), [{"name": "s", "kind": "host", "host_path": str(tmp_path)}])
+        vol.check_volumes(str(tmp_path), _volumes({"name": "s", "kind": "host", "host_path": str(tmp_path)}))
     assert err.value.option == "volumes[s].host_path"
