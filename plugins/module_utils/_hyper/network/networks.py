@@ -24,6 +24,7 @@ from typing import Any, Mapping, Optional, Sequence
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, HyperError, LibvirtFailure, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredDns, StoredNetwork, StoredPod
 
 DEFAULT_NETWORK = "hyper"
 NONE = "none"
@@ -182,14 +183,14 @@ def _str_list(value: object, option: str) -> list[str]:
     return list(value)
 
 
-def render_resolv_conf(dns: Mapping[str, Sequence[str]], default_servers: Sequence[str]) -> str:
+def render_resolv_conf(dns: StoredDns, default_servers: Sequence[str]) -> str:
     """The containers' resolv.conf: the pod's ``dns`` or else the network's resolver, search and options."""
     lines = ["# written by hyper.pods"]
-    lines += [f"nameserver {server}" for server in (dns.get("servers") or default_servers)]
-    if dns.get("search"):
-        lines.append("search " + " ".join(dns["search"]))
-    if dns.get("options"):
-        lines.append("options " + " ".join(dns["options"]))
+    lines += [f"nameserver {server}" for server in (dns.servers or default_servers)]
+    if dns.search:
+        lines.append("search " + " ".join(dns.search))
+    if dns.options:
+        lines.append("options " + " ".join(dns.options))
     return "\n".join(lines) + "\n"
 
 
@@ -252,10 +253,10 @@ def lookup_network(conn: Any, name: str) -> Optional[NetworkInfo]:
 
 
 def resolve_networks(
-    networks: Sequence[Mapping[str, Any]],
+    networks: Sequence[StoredNetwork],
     infos: Mapping[str, Optional[NetworkInfo]],
     taken: Mapping[tuple[str, str], str],
-) -> list[dict[str, Any]]:
+) -> list[StoredNetwork]:
     """Check the pod's networks against libvirt's (pure): each exists; each static address fits its subnet.
 
     ``infos``: network name → NetworkInfo (None: no such network). ``taken``: (network, address) →
@@ -263,13 +264,13 @@ def resolve_networks(
     """
     out = []
     for index, network in enumerate(networks):
-        name = str(network["name"])
+        name = network.name
         info = infos.get(name)
         if info is None:
             raise SpecError(f"networks[{index}].name", name, "no such libvirt network (see virsh net-list --all; the hyper.pods.host role creates 'hyper')")
-        address = network.get("address")
+        address = network.address
         if address is None:
-            out.append({"name": name, "address": None})
+            out.append(StoredNetwork(name, None))
             continue
         subnet = info.subnet
         if subnet is None:
@@ -288,63 +289,65 @@ def resolve_networks(
         other = taken.get((name, str(ip)))
         if other is not None:
             raise SpecError(f"networks[{index}].address", address, f"is already the static address of pod {other} on network {name}")
-        out.append({"name": name, "address": f"{ip}/{subnet.prefixlen}"})
+        out.append(StoredNetwork(name, f"{ip}/{subnet.prefixlen}"))
     return out
 
 
-def static_addresses(specs: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
+def static_addresses(pods: Sequence[StoredPod]) -> dict[tuple[str, str], str]:
     """(network, address) → pod name, for the static addresses in these stored specs."""
     taken: dict[tuple[str, str], str] = {}
-    for spec in specs:
-        for network in spec.get("networks") or []:
-            if isinstance(network, Mapping) and network.get("address"):
-                taken[(str(network.get("name")), str(network["address"]).split("/", 1)[0])] = str(spec.get("name"))
+    for pod in pods:
+        for network in pod.networks:
+            if network.address:
+                taken[(network.name, network.address.split("/", 1)[0])] = pod.name
     return taken
 
 
-def network_view(spec: Mapping[str, Any]) -> dict[str, Any]:
+def _range_view(low: int, high: int) -> int | str:
+    return low if low == high else f"{low}-{high}"
+
+
+def network_view(pod: StoredPod) -> dict[str, Any]:
     """The networking part of the ``pod`` result from a stored spec (``addresses`` empty: the guest fills it)."""
     ports = []
-    for mapping in spec.get("ports") or []:
-        view = dict(mapping)
-        for key in ("host_port", "pod_port"):
-            low, high = mapping[key]
-            view[key] = low if low == high else f"{low}-{high}"
+    for mapping in pod.ports:
+        view = mapping.to_json()
+        view["host_port"] = _range_view(*mapping.host_port)
+        view["pod_port"] = _range_view(*mapping.pod_port)
         ports.append(view)
-    dns = spec.get("dns") or {}
     return {
-        "networks": [dict(n) for n in spec.get("networks") or []],
+        "networks": [n.to_json() for n in pod.networks],
         "ports": ports,
-        "dns": list(dns.get("servers") or []),
-        "dns_search": list(dns.get("search") or []),
-        "dns_options": list(dns.get("options") or []),
+        "dns": list(pod.dns.servers),
+        "dns_search": list(pod.dns.search),
+        "dns_options": list(pod.dns.options),
         "addresses": [],
     }
 
 
-def static_view(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+def static_view(pod: StoredPod) -> list[dict[str, Any]]:
     """``addresses`` as far as the spec knows them (check mode): static ones, None for DHCP."""
-    return [{"network": n["name"], "interface": None, "mac": None, "address": n.get("address")} for n in spec.get("networks") or []]
+    return [{"network": n.name, "interface": None, "mac": None, "address": n.address} for n in pod.networks]
 
 
 # -- the guest ------------------------------------------------------------------------------
 
 
-def up_argv(vm_id: str, networks: Sequence[Mapping[str, Any]], infos: Mapping[str, Optional[NetworkInfo]]) -> list[str]:
+def up_argv(vm_id: str, networks: Sequence[StoredNetwork], infos: Mapping[str, Optional[NetworkInfo]]) -> list[str]:
     """The argv of the guest's up.sh: MAC MODE GATEWAY ROUTE per network; the first one carries the default route."""
     argv = ["/bin/sh", GUEST_UP_SCRIPT]
     for index, network in enumerate(networks):
-        info = infos.get(str(network["name"]))
+        info = infos.get(network.name)
         gateway = str(info.gateway.ip) if info is not None and info.gateway is not None else "-"
         mac = guest_mac(vm_id, index)
         if not _MAC.fullmatch(mac):  # derived, never user text; checked all the same
             raise HyperError(f"invalid MAC {mac}")
-        mode = str(check_address(network["address"], "address")) if network.get("address") else "dhcp"
+        mode = str(check_address(network.address, "address")) if network.address else "dhcp"
         argv += [mac, mode, gateway, "1" if index == 0 else "0"]
     return argv
 
 
-def bring_up(agent: GuestAgent, vm_id: str, networks: Sequence[Mapping[str, Any]], infos: Mapping[str, Optional[NetworkInfo]]) -> None:
+def bring_up(agent: GuestAgent, vm_id: str, networks: Sequence[StoredNetwork], infos: Mapping[str, Optional[NetworkInfo]]) -> None:
     """Write up.sh and run it once: every interface up and configured before the containers start."""
     if not networks:
         return
@@ -354,7 +357,7 @@ def bring_up(agent: GuestAgent, vm_id: str, networks: Sequence[Mapping[str, Any]
     agent.write_file(GUEST_UP_SCRIPT, UP_SCRIPT.encode("ascii"))
     result = agent.exec(up_argv(vm_id, networks, infos), timeout=UP_TIMEOUT)
     if result.rc != 0:
-        names = ", ".join(str(n["name"]) for n in networks)
+        names = ", ".join(n.name for n in networks)
         raise AgentError(f"{agent.name}: bringing up the interfaces on {names} failed: {result.stderr.decode('utf-8', 'replace').strip() or f'rc {result.rc}'}")
 
 
@@ -370,7 +373,7 @@ def write_resolv_confs(agent: GuestAgent, containers: Sequence[str], text: str) 
         agent.write_file(layout.container_file(name, RESOLV_CONF), text.encode("utf-8"))
 
 
-def read_addresses(agent: GuestAgent, vm_id: str, networks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def read_addresses(agent: GuestAgent, vm_id: str, networks: Sequence[StoredNetwork]) -> list[dict[str, Any]]:
     """``[{"network", "interface", "mac", "address"}]`` from the agent's guest-network-get-interfaces, in network order."""
     reply = agent.command("guest-network-get-interfaces")
     by_mac: dict[str, Mapping[str, Any]] = {}
@@ -386,5 +389,5 @@ def read_addresses(agent: GuestAgent, vm_id: str, networks: Sequence[Mapping[str
             if isinstance(ip, Mapping) and ip.get("ip-address-type") == "ipv4":
                 address = f"{ip.get('ip-address')}/{ip.get('prefix')}"
                 break
-        out.append({"network": network.get("name"), "interface": iface.get("name"), "mac": mac, "address": address})
+        out.append({"network": network.name, "interface": iface.get("name"), "mac": mac, "address": address})
     return out

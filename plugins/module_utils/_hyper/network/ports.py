@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.commands import CommandFailed, Runner, run
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredPod, StoredPort
 
 TABLE = "hyper_pods"
 FAMILY = "ip"
@@ -70,7 +71,7 @@ def normalise_ports(value: object) -> list[dict[str, Any]]:
         return []
     if not isinstance(value, (list, tuple)):
         raise SpecError("ports", value, "must be a list of {host_port, pod_port, protocol, host_ip} mappings")
-    out: list[dict[str, Any]] = []
+    out: list[StoredPort] = []
     rules = 0
     for index, item in enumerate(value):
         where = f"ports[{index}]"
@@ -97,7 +98,7 @@ def normalise_ports(value: object) -> list[dict[str, Any]]:
             if parsed.is_loopback:
                 raise SpecError(f"{where}.host_ip", host_ip, "loopback is not supported: use an address of the host's interfaces")
             host_ip = None if parsed.is_unspecified else str(parsed)
-        mapping = {"host_ip": host_ip, "host_port": list(host), "pod_port": list(pod), "protocol": protocol}
+        mapping = StoredPort(host_ip, host, pod, protocol)
         for earlier_index, earlier in enumerate(out):
             if overlaps(earlier, mapping):
                 raise SpecError(f"{where}.host_port", item["host_port"], f"overlaps ports[{earlier_index}] of this pod")
@@ -105,36 +106,36 @@ def normalise_ports(value: object) -> list[dict[str, Any]]:
         if rules > MAX_RULES:
             raise SpecError("ports", value, f"more than {MAX_RULES} rules (a range with different host and pod numbers needs one per port)")
         out.append(mapping)
-    return out
+    return [mapping.to_json() for mapping in out]
 
 
-def overlaps(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+def overlaps(a: StoredPort, b: StoredPort) -> bool:
     """Two mappings take the same host port: same protocol, overlapping ranges, and the same or any address."""
-    if a["protocol"] != b["protocol"]:
+    if a.protocol != b.protocol:
         return False
-    if a.get("host_ip") and b.get("host_ip") and a["host_ip"] != b["host_ip"]:
+    if a.host_ip and b.host_ip and a.host_ip != b.host_ip:
         return False
-    return bool(a["host_port"][0] <= b["host_port"][1] and b["host_port"][0] <= a["host_port"][1])
+    return bool(a.host_port[0] <= b.host_port[1] and b.host_port[0] <= a.host_port[1])
 
 
-def check_clashes(pod: str, ports: Sequence[Mapping[str, Any]], others: Sequence[Mapping[str, Any]]) -> None:
+def check_clashes(pod: str, ports: Sequence[StoredPort], others: Sequence[StoredPod]) -> None:
     """A SpecError when one of ``ports`` takes a host port another pod (stored spec in ``others``) has."""
     for index, mapping in enumerate(ports):
-        for spec in others:
-            if spec.get("name") == pod:
+        for other in others:
+            if other.name == pod:
                 continue
-            for theirs in spec.get("ports") or []:
-                if isinstance(theirs, Mapping) and overlaps(mapping, theirs):
-                    low, high = mapping["host_port"]
+            for theirs in other.ports:
+                if overlaps(mapping, theirs):
+                    low, high = mapping.host_port
                     shown = str(low) if low == high else f"{low}-{high}"
-                    raise SpecError(f"ports[{index}].host_port", shown, f"host port {shown}/{mapping['protocol']} is already mapped by pod {spec.get('name')}")
+                    raise SpecError(f"ports[{index}].host_port", shown, f"host port {shown}/{mapping.protocol} is already mapped by pod {other.name}")
 
 
-def port_text(mapping: Mapping[str, Any]) -> str:
+def port_text(mapping: StoredPort) -> str:
     """``[host_ip:]8080->80/tcp`` for messages and the ``pod`` result."""
-    host = "-".join(str(p) for p in sorted(set(mapping["host_port"])))
-    pod = "-".join(str(p) for p in sorted(set(mapping["pod_port"])))
-    return f"{mapping['host_ip'] + ':' if mapping.get('host_ip') else ''}{host}->{pod}/{mapping['protocol']}"
+    host = "-".join(str(p) for p in sorted(set(mapping.host_port)))
+    pod = "-".join(str(p) for p in sorted(set(mapping.pod_port)))
+    return f"{mapping.host_ip + ':' if mapping.host_ip else ''}{host}->{pod}/{mapping.protocol}"
 
 
 # -- nftables (JSON) ------------------------------------------------------------------------
@@ -144,21 +145,21 @@ def _port_expr(low: int, high: int) -> Any:
     return low if low == high else {"range": [low, high]}
 
 
-def pod_rules(vm_id: str, address: str, ports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def pod_rules(vm_id: str, address: str, ports: Sequence[StoredPort]) -> list[dict[str, Any]]:
     """The ``ports`` chain rules of one pod (JSON ``rule`` objects), each with the comment ``<vm id> <fingerprint>``."""
     target = str(ipaddress.IPv4Address(address))
     bodies: list[list[dict[str, Any]]] = []
     for mapping in ports:
-        proto = str(mapping["protocol"])
-        (hlow, hhigh), (plow, phigh) = mapping["host_port"], mapping["pod_port"]
+        proto = mapping.protocol
+        (hlow, hhigh), (plow, phigh) = mapping.host_port, mapping.pod_port
         # Same numbers: one rule that keeps the port; otherwise one rule per port.
         same = (hlow, hhigh) == (plow, phigh)
         spelled = [((h, h), p) for h, p in zip(range(hlow, hhigh + 1), range(plow, phigh + 1))]
         pairs: list[tuple[tuple[int, int], Optional[int]]] = [((hlow, hhigh), None)] if same else list(spelled)
         for (low, high), pod_port in pairs:
             expr: list[dict[str, Any]] = []
-            if mapping.get("host_ip"):
-                expr.append({"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": str(mapping["host_ip"])}})
+            if mapping.host_ip:
+                expr.append({"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": mapping.host_ip}})
             expr.append({"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "dport"}}, "right": _port_expr(low, high)}})
             dnat: dict[str, Any] = {"addr": target}
             if pod_port is not None:
@@ -286,7 +287,7 @@ class NftPorts:
         jumps = {item["rule"]["chain"] for item in listing.get("nftables") or [] if isinstance(item, Mapping) and "rule" in item}
         return chains >= {PORTS_CHAIN, *BASE_CHAINS} and jumps >= set(BASE_CHAINS)
 
-    def sync(self, vm_id: str, address: Optional[str], ports: Sequence[Mapping[str, Any]], live_vms: Optional[Callable[[], set[str]]] = None) -> bool:
+    def sync(self, vm_id: str, address: Optional[str], ports: Sequence[StoredPort], live_vms: Optional[Callable[[], set[str]]] = None) -> bool:
         """Make the pod's rules match ``ports`` (none when ``address`` is None); True when something changed.
 
         ``live_vms`` (asked after the rules are read, so a pod created meanwhile is not taken for

@@ -25,6 +25,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.networks
     up_argv,
     write_resolv_confs,
 )
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredDns, StoredNetwork, StoredPod
 
 HYPER = parse_network_xml(
     "hyper",
@@ -34,6 +35,15 @@ HYPER = parse_network_xml(
 )
 ISOLATED = parse_network_xml("iso", "<network><name>iso</name><bridge name='virbr9'/></network>", True)
 INFOS = {"hyper": HYPER, "iso": ISOLATED, "gone": None}
+
+
+def _networks(*items: dict[str, Any]) -> list[StoredNetwork]:
+    """The typed form of stored (JSON) networks."""
+    return [StoredNetwork.from_json(item, f"networks[{index}]") for index, item in enumerate(items)]
+
+
+def _json(networks: list[StoredNetwork]) -> list[dict[str, Any]]:
+    return [network.to_json() for network in networks]
 
 
 @pytest.mark.parametrize(
@@ -73,8 +83,8 @@ def test_bad_networks(value: Any, option: str, reason: str) -> None:
 
 
 def test_resolve_networks_fills_the_prefix_and_checks_the_subnet() -> None:
-    assert resolve_networks([{"name": "hyper", "address": "10.88.0.5"}], INFOS, {}) == [{"name": "hyper", "address": "10.88.0.5/24"}]
-    assert resolve_networks([{"name": "hyper", "address": None}], INFOS, {}) == [{"name": "hyper", "address": None}]
+    assert _json(resolve_networks(_networks({"name": "hyper", "address": "10.88.0.5"}), INFOS, {})) == [{"name": "hyper", "address": "10.88.0.5/24"}]
+    assert _json(resolve_networks(_networks({"name": "hyper", "address": None}), INFOS, {})) == [{"name": "hyper", "address": None}]
 
 
 @pytest.mark.parametrize(
@@ -93,7 +103,7 @@ def test_resolve_networks_fills_the_prefix_and_checks_the_subnet() -> None:
 )
 def test_resolve_networks_refuses(network: dict[str, Any], taken: dict[tuple[str, str], str], reason: str) -> None:
     with pytest.raises(SpecError, match=reason):
-        resolve_networks([network], INFOS, taken)
+        resolve_networks(_networks(network), INFOS, taken)
 
 
 def test_static_addresses_of_other_pods() -> None:
@@ -102,18 +112,18 @@ def test_static_addresses_of_other_pods() -> None:
         {"name": "b"},
         {"name": "c", "networks": [{"name": "hyper", "address": None}]},
     ]
-    assert static_addresses(specs) == {("hyper", "10.88.0.5"): "a"}
+    assert static_addresses([StoredPod.from_json(spec) for spec in specs]) == {("hyper", "10.88.0.5"): "a"}
 
 
 def test_dns_options() -> None:
     assert normalise_dns({}) == {"servers": [], "search": [], "options": []}
     dns = normalise_dns({"dns": ["10.0.0.1", "2001:db8::1"], "dns_search": ["example.org"], "dns_options": ["ndots:2", "edns0"]})
     assert dns == {"servers": ["10.0.0.1", "2001:db8::1"], "search": ["example.org"], "options": ["ndots:2", "edns0"]}
-    assert render_resolv_conf(dns, ["10.88.0.1"]) == (
+    assert render_resolv_conf(StoredDns.from_json(dns), ["10.88.0.1"]) == (
         "# written by hyper.pods\nnameserver 10.0.0.1\nnameserver 2001:db8::1\nsearch example.org\noptions ndots:2 edns0\n"
     )
-    assert render_resolv_conf(normalise_dns({}), ["10.88.0.1"]) == "# written by hyper.pods\nnameserver 10.88.0.1\n"
-    assert render_resolv_conf(normalise_dns({}), []) == "# written by hyper.pods\n"
+    assert render_resolv_conf(StoredDns.from_json(normalise_dns({})), ["10.88.0.1"]) == "# written by hyper.pods\nnameserver 10.88.0.1\n"
+    assert render_resolv_conf(StoredDns.from_json(normalise_dns({})), []) == "# written by hyper.pods\n"
 
 
 @pytest.mark.parametrize(
@@ -141,15 +151,19 @@ def test_macs_are_stable_per_vm_and_interface() -> None:
 
 
 def test_up_argv_is_checked_values_only() -> None:
-    networks = [{"name": "hyper", "address": None}, {"name": "hyper2", "address": "10.99.0.5/24"}]
+    networks = _networks({"name": "hyper", "address": None}, {"name": "hyper2", "address": "10.99.0.5/24"})
     argv = up_argv("hyper-00000001", networks, {"hyper": HYPER, "hyper2": None})
     mac0, mac1 = guest_mac("hyper-00000001", 0), guest_mac("hyper-00000001", 1)
     assert argv == ["/bin/sh", GUEST_UP_SCRIPT, mac0, "dhcp", "10.88.0.1", "1", mac1, "10.99.0.5/24", "-", "0"]
 
 
 def test_network_view() -> None:
-    spec = {"networks": [{"name": "hyper", "address": None}], "ports": [{"host_ip": None, "host_port": [80, 80], "pod_port": [8080, 8080], "protocol": "tcp"}]}
-    view = network_view(spec)
+    spec = {
+        "name": "p",
+        "networks": [{"name": "hyper", "address": None}],
+        "ports": [{"host_ip": None, "host_port": [80, 80], "pod_port": [8080, 8080], "protocol": "tcp"}],
+    }
+    view = network_view(StoredPod.from_json(spec))
     assert view["ports"] == [{"host_ip": None, "host_port": 80, "pod_port": 8080, "protocol": "tcp"}]
     assert view["networks"] == [{"name": "hyper", "address": None}] and view["dns"] == [] and view["addresses"] == []
 
@@ -198,7 +212,7 @@ def agent_for(guest: Guest) -> GuestAgent:
 
 def test_bring_up_writes_the_script_and_runs_it_once() -> None:
     guest = Guest()
-    bring_up(agent_for(guest), "hyper-00000001", [{"name": "hyper", "address": None}], INFOS)
+    bring_up(agent_for(guest), "hyper-00000001", _networks({"name": "hyper", "address": None}), INFOS)
     assert guest.execs[0] == ["mkdir", "-p", "/run/hyper/net"]
     assert guest.execs[1][:4] == ["/bin/sh", GUEST_UP_SCRIPT, guest_mac("hyper-00000001", 0), "dhcp"]
     assert guest.files[GUEST_UP_SCRIPT].startswith(b"#!/bin/sh")
@@ -214,7 +228,7 @@ def test_no_networks_means_no_guest_call() -> None:
 def test_a_failed_bring_up_says_which_network_and_why() -> None:
     guest = Guest(rc=1, stderr=b"eth0 (52:54:00:aa:bb:cc): no DHCP lease within 10 s\n")
     with pytest.raises(AgentError, match=r"bringing up the interfaces on hyper failed: eth0 .*no DHCP lease"):
-        bring_up(agent_for(guest), "hyper-00000001", [{"name": "hyper", "address": None}], INFOS)
+        bring_up(agent_for(guest), "hyper-00000001", _networks({"name": "hyper", "address": None}), INFOS)
 
 
 def test_resolv_conf_goes_into_each_containers_upper_layer() -> None:
@@ -239,7 +253,7 @@ def test_addresses_by_mac_in_network_order() -> None:
             ],
         },
     ]
-    found = read_addresses(agent_for(guest), "hyper-00000001", [{"name": "hyper"}, {"name": "other"}])
+    found = read_addresses(agent_for(guest), "hyper-00000001", _networks({"name": "hyper"}, {"name": "other"}))
     assert found == [
         {"network": "hyper", "interface": "eth0", "mac": mac0, "address": "10.88.0.120/24"},
         {"network": "other", "interface": "eth1", "mac": mac1, "address": None},

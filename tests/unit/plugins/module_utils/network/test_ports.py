@@ -23,8 +23,18 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.ports im
     port_text,
     sync_commands,
 )
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredPod, StoredPort
 
 VM = "hyper-0000abcd"
+
+
+def _typed(ports: list[dict[str, Any]]) -> list[StoredPort]:
+    """The typed form of stored (JSON) port mappings, as the stored spec gives them to the engine."""
+    return [StoredPort.from_json(mapping, f"ports[{index}]") for index, mapping in enumerate(ports)]
+
+
+def _pod(name: str, ports: list[StoredPort]) -> StoredPod:
+    return StoredPod.from_json({"name": name, "ports": [mapping.to_json() for mapping in ports]})
 
 
 @pytest.mark.parametrize(
@@ -72,13 +82,13 @@ def test_bad_ports(value: Any, option: str, reason: str) -> None:
 
 
 def test_overlaps_and_clashes() -> None:
-    (a,) = normalise_ports([{"host_port": "8000-8010"}])
-    (b,) = normalise_ports([{"host_port": 8010, "host_ip": "192.0.2.2"}])
-    (c,) = normalise_ports([{"host_port": 8010, "host_ip": "192.0.2.3"}])
-    (d,) = normalise_ports([{"host_port": 8010, "protocol": "udp"}])
+    (a,) = _typed(normalise_ports([{"host_port": "8000-8010"}]))
+    (b,) = _typed(normalise_ports([{"host_port": 8010, "host_ip": "192.0.2.2"}]))
+    (c,) = _typed(normalise_ports([{"host_port": 8010, "host_ip": "192.0.2.3"}]))
+    (d,) = _typed(normalise_ports([{"host_port": 8010, "protocol": "udp"}]))
     assert overlaps(a, b) and overlaps(a, c) and not overlaps(b, c) and not overlaps(a, d)
-    others = [{"name": "db", "ports": [a]}, {"name": "me", "ports": [b]}]
-    check_clashes("me", [b], [{"name": "me", "ports": [b]}])  # its own stored spec is no clash
+    others = [_pod("db", [a]), _pod("me", [b])]
+    check_clashes("me", [b], [_pod("me", [b])])  # its own stored spec is no clash
     with pytest.raises(SpecError, match=r"ports\[0\].host_port='8010'.*8010/tcp is already mapped by pod db"):
         check_clashes("me", [b], others)
     check_clashes("me", [d], others)
@@ -86,8 +96,10 @@ def test_overlaps_and_clashes() -> None:
 
 
 def test_rules_carry_the_vm_and_a_fingerprint() -> None:
-    ports = normalise_ports(
-        [{"host_port": 8080, "pod_port": 80}, {"host_port": "9000-9001", "pod_port": "7000-7001"}, {"host_port": "5000-5009", "protocol": "udp"}]
+    ports = _typed(
+        normalise_ports(
+            [{"host_port": 8080, "pod_port": 80}, {"host_port": "9000-9001", "pod_port": "7000-7001"}, {"host_port": "5000-5009", "protocol": "udp"}]
+        )
     )
     rules = pod_rules(VM, "10.88.0.5", ports)
     assert len(rules) == 4  # 8080, 9000, 9001 one each; 5000-5009 keeps its numbers: one rule
@@ -104,7 +116,7 @@ def test_rules_carry_the_vm_and_a_fingerprint() -> None:
 
 
 def test_sync_commands() -> None:
-    desired = pod_rules(VM, "10.88.0.5", normalise_ports([{"host_port": 8080}]))
+    desired = pod_rules(VM, "10.88.0.5", _typed(normalise_ports([{"host_port": 8080}])))
     fingerprint = desired[0]["comment"].split()[1]
     same = [ExistingRule(7, VM, fingerprint)]
     assert sync_commands(same, VM, desired) == []
@@ -176,7 +188,7 @@ def test_nft_ports_sync_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeNft()
     nft = NftPorts(runner=fake)
     monkeypatch.setattr(NftPorts, "_apply", lambda self, commands: fake.apply(commands))
-    ports = normalise_ports([{"host_port": 8080, "pod_port": 80}])
+    ports = _typed(normalise_ports([{"host_port": 8080, "pod_port": 80}]))
     assert nft.sync(VM, "10.88.0.5", ports) is True
     assert nft.sync(VM, "10.88.0.5", ports) is False
     assert len(fake.rules) == 1 and nft.vm_ids() == {VM}
