@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ImageError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
@@ -25,6 +25,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.bundle im
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import ImageCache, ImageRef, ResolvedImage, parse_image_ref, read_json
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import ContainerSpec
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer, StoredPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import DiskSpec
 
 # virtio-blk targets vda..vdz: one per distinct image of the pod.
@@ -80,42 +81,41 @@ class PodImages:
                 return None
         return found.digest
 
-    def prepare(self, spec: Mapping[str, Any]) -> tuple[list[PreparedContainer], list[DiskSpec]]:
+    def prepare(self, pod: StoredPod) -> tuple[list[PreparedContainer], list[DiskSpec]]:
         """Bundles, disks and runtime configs for the containers of a stored spec (made once per digest)."""
         disks: dict[str, DiskSpec] = {}
         prepared: list[PreparedContainer] = []
-        for container in spec.get("containers") or []:
-            name = container["name"]
-            digest = container.get("digest")
+        for container in pod.containers:
+            name = container.name
+            digest = container.digest
             if not digest:
-                raise ImageError(f"container {name}: image {container.get('image')!r} has no digest in the pod's spec")
+                raise ImageError(f"container {name}: image {container.image!r} has no digest in the pod's spec")
             bundle = self._bundle(container, digest)
             if digest not in disks:
                 if len(disks) == MAX_IMAGES:
                     raise ImageError(f"a pod can use at most {MAX_IMAGES} different images")
                 disks[digest] = DiskSpec(path=build_disk(bundle, runner=self.runner), target=layout.disk_target(len(disks)), serial=disk_serial(digest))
             loaded = load_bundle(bundle)
-            options = {key: container.get(key) for key in ("name", "command", "entrypoint", "env", "workdir", "user")}
             config = runtime_config(
                 loaded.base_config,
-                options,
-                hostname=str(spec["hostname"]),
+                runtime_options(container),
+                hostname=pod.hostname,
                 image_config=loaded.image_config,
                 users=load_user_db(os.path.join(bundle, ROOTFS_DIR)),
             )
             meta = {
                 "name": name,
                 "serial": disks[digest].serial,
-                "restart_policy": container["restart_policy"],
-                "stop_signal": container["stop_signal"],
-                "stop_timeout": container["stop_timeout"],
+                "restart_policy": container.restart_policy,
+                "stop_signal": container.stop_signal,
+                "stop_timeout": container.stop_timeout,
             }
             prepared.append(PreparedContainer(name, config, meta))
         return prepared, list(disks.values())
 
-    def _bundle(self, container: Mapping[str, Any], digest: str) -> str:
+    def _bundle(self, container: StoredContainer, digest: str) -> str:
         """The bundle of ``digest``, unpacked from the cache if need be (it must still hold that digest)."""
-        ref = parse_image_ref(container["image_ref"], option=f"containers[{container['name']}].image")
+        ref = parse_image_ref(container.image_ref, option=f"containers[{container.name}].image")
         resolved = ResolvedImage(ref, digest, self.cache.layout, ref.cache_tag, changed=False)
         path = bundle_path(self.cache, resolved)
         if os.path.isfile(os.path.join(path, "config.json")):
@@ -123,7 +123,19 @@ class PodImages:
         cached = self.cache.lookup(ref)
         if cached is None or cached.digest != digest:
             raise ImageError(
-                f"container {container['name']}: image {container['image']!r} ({digest}) is no longer in the image cache; "
+                f"container {container.name}: image {container.image!r} ({digest}) is no longer in the image cache; "
                 "run the task with its containers (or recreate: true) to pull it again"
             )
         return unpack(self.cache, cached, runner=self.runner)
+
+
+def runtime_options(container: StoredContainer) -> dict[str, Any]:
+    """The stored container's options as ``bundle.runtime_config`` takes them (its JSON form: lists and a mapping)."""
+    return {
+        "name": container.name,
+        "command": list(container.command) if container.command is not None else None,
+        "entrypoint": list(container.entrypoint) if container.entrypoint is not None else None,
+        "env": dict(container.env),
+        "workdir": container.workdir,
+        "user": container.user,
+    }
