@@ -311,10 +311,8 @@ def network_view(pod: StoredPod) -> dict[str, Any]:
     """The networking part of the ``pod`` result from a stored spec (``addresses`` empty: the guest fills it)."""
     ports = []
     for mapping in pod.ports:
-        view = mapping.to_json()
-        view["host_port"] = _range_view(*mapping.host_port)
-        view["pod_port"] = _range_view(*mapping.pod_port)
-        ports.append(view)
+        host_port, pod_port = _range_view(*mapping.host_port), _range_view(*mapping.pod_port)
+        ports.append({"host_ip": mapping.host_ip, "host_port": host_port, "pod_port": pod_port, "protocol": mapping.protocol})
     return {
         "networks": [n.to_json() for n in pod.networks],
         "ports": ports,

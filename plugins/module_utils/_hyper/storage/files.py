@@ -20,7 +20,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer, StoredFile
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes import check_absolute
 
 FILE_KEYS = ("path", "content", "src", "mode", "owner")
@@ -126,12 +126,9 @@ def file_digest(pod: str, container: str, path: str, data: bytes) -> str:
 
 
 def stored_file(pod: str, container: str, spec: FileSpec) -> dict[str, Any]:
-    stored: dict[str, Any] = {"path": spec.path, "mode": format(spec.mode, "04o"), "owner": spec.owner}
-    if spec.src is not None:
-        stored["src"] = spec.src
-    # None in check mode when a src could not be read yet: the plan then shows a change.
-    stored["sha256"] = file_digest(pod, container, spec.path, spec.data) if spec.data is not None else None
-    return stored
+    # sha256 is None in check mode when a src could not be read yet: the plan then shows a change.
+    digest = file_digest(pod, container, spec.path, spec.data) if spec.data is not None else None
+    return StoredFile(path=spec.path, mode=format(spec.mode, "04o"), owner=spec.owner, sha256=digest, src=spec.src).to_json()
 
 
 def oci_file_mounts(container: StoredContainer) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ImageError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.commands import CommandFailed, Runner, run
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer, StoredPod, StoredVolume
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer, StoredMount, StoredPod, StoredVolume
 
 VOLUMES_DIR = "volumes"
 VOLUME_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -59,9 +59,7 @@ class VolumeSpec:
     host_path: Optional[str] = None
 
     def stored(self) -> dict[str, Any]:
-        if self.kind == "host":
-            return {"name": self.name, "kind": "host", "host_path": self.host_path}
-        return {"name": self.name, "kind": "disk", "size": self.size, "format": self.format}
+        return StoredVolume(name=self.name, kind=self.kind, size=self.size, format=self.format, host_path=self.host_path).to_json()
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,7 @@ class MountSpec:
     read_only: bool = False
 
     def stored(self) -> dict[str, Any]:
-        return {"name": self.name, "path": self.path, "read_only": self.read_only}
+        return StoredMount(self.name, self.path, self.read_only).to_json()
 
 
 # -- spec (pure) ----------------------------------------------------------------------------------
