@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ContainerError, ImageError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredVolume
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage import pod as pod_storage
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.files import host_file
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes import volume_serial
@@ -52,8 +53,8 @@ class StorageHarness(Harness):
         return deps
 
 
-def fake_create(root: str, volume: Mapping[str, Any], runner: Any = None) -> Any:
-    path = os.path.join(root, "volumes", f"{volume['name']}.{volume['format']}")
+def fake_create(root: str, volume: StoredVolume, runner: Any = None) -> Any:
+    path = os.path.join(root, "volumes", f"{volume.name}.{volume.format}")
     if os.path.exists(path):
         return None
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -202,8 +203,8 @@ def test_fake_domain_is_the_one_of_test_pod() -> None:
 
 
 def test_a_volume_that_cannot_be_made_takes_the_ones_made_before_it(h: StorageHarness, monkeypatch: pytest.MonkeyPatch) -> None:
-    def create(root: str, volume: Mapping[str, Any], runner: Any = None) -> Any:
-        if volume["name"] == "second":
+    def create(root: str, volume: StoredVolume, runner: Any = None) -> Any:
+        if volume.name == "second":
             raise ImageError("cannot create the volume second: mke2fs failed")
         return fake_create(root, volume)
 
