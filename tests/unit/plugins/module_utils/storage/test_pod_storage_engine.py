@@ -144,7 +144,7 @@ def test_a_failed_create_removes_the_volume_it_made_and_keeps_an_old_one(h: Stor
 )
 def test_bad_host_storage_creates_nothing_also_in_check_mode(h: StorageHarness, change: dict[str, Any], option: str) -> None:
     if option == "volumes[data].size":
-        fake_create(str(h.root), {"name": "data", "format": "qcow2"})
+        fake_create(str(h.root), StoredVolume("data", "disk", format="qcow2"))
     for check_mode in (True, False):
         with pytest.raises(SpecError) as err:
             h.run(check_mode=check_mode, **params(h, **change))
@@ -177,7 +177,7 @@ def test_remove_keeps_volumes_unless_purged(h: StorageHarness) -> None:
     assert result["volumes_removed"] == [str(volume(h))] and not volume(h).exists()
     assert h.run(state="absent", volumes_purge=True, containers=None)["changed"] is False
     # A pod that is gone already: the volumes named in the task are purged.
-    fake_create(str(h.root), {"name": "data", "format": "qcow2"})
+    fake_create(str(h.root), StoredVolume("data", "disk", format="qcow2"))
     gone = h.run(state="absent", volumes_purge=True, containers=None, volumes=[{"name": "data", "size": "64M"}])
     assert (gone["actions"], gone["changed"]) == (["purge_volumes"], True) and not volume(h).exists()
 
