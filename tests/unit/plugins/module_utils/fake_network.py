@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.networks import NetworkInfo, parse_network_xml
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.pod import PodNetwork
@@ -19,7 +19,7 @@ class FakePorts:
 
     def __init__(self, log: list[str]) -> None:
         self.log = log
-        self.rules: dict[str, tuple[str, list[Mapping[str, Any]]]] = {}
+        self.rules: dict[str, tuple[str, list[dict[str, Any]]]] = {}
 
     def sync(self, vm_id: str, address: Optional[str], ports: Sequence[StoredPort], live_vms: Optional[Callable[[], set[str]]] = None) -> bool:
         want = (str(address), [p.to_json() for p in ports]) if ports and address else None

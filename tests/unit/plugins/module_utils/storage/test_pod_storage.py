@@ -11,8 +11,8 @@ import pytest
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import SYNC_TIMEOUT
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.plan import CurrentPod, plan_pod
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import FoundPod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.plan import plan_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import CurrentPod, FoundPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredPod, StoredVolume
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.files import FileSpec, file_digest
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.pod import (
