@@ -148,7 +148,7 @@ class PodTask:
         if self.state == "absent":
             plan = plan_pod({}, frozenset(), current, self.state)
             if self.params.get("volumes_purge"):
-                purge = volumes_to_purge(self.root, pods, spec.name, current.spec if current else None, spec.volumes)
+                purge = volumes_to_purge(self.root, pods, spec.name, current.pod if current else None, spec.volumes)
                 if purge:
                     plan = dataclasses.replace(plan, actions=[*plan.actions, "purge_volumes"], changed=True)
             return plan, purge
@@ -161,12 +161,15 @@ class PodTask:
         digests = images.digests(spec.containers, self.pull, self.check_mode) if new or "containers" in user_set else {}
         desired = spec.to_stored(accelerator=accelerator or "", guest=guest, digests=digests)
         # Networks exist, static addresses fit and are free, host ports are free: before anything is created.
-        self.network.check(desired, user_set, current.spec if current else None, [p.current.spec for p in pods if p is not found])
+        others = [p.current.pod for p in pods if p is not found]
+        checked = self.network.check(StoredPod.from_json(desired), user_set, current.pod if current else None, others)
+        desired["networks"] = [n.to_json() for n in checked.networks]
         plan = plan_pod(desired, user_set, current, self.state, self.recreate)
         if plan.new_vm or {"start", "restart"} & set(plan.actions):
             # Bad storage fails here, in check mode too, before anything is made (a stop never needs it).
-            check_volume_users(pods, spec.name, plan.spec.get("volumes") or [])
-            PodStorage(self.root, plan.spec).check()
+            after = StoredPod.from_json(plan.spec)
+            check_volume_users(pods, spec.name, after.volumes)
+            PodStorage(self.root, after).check()
         return plan, purge
 
     def _apply(self, plan: Plan, found: Optional[FoundPod], files: Mapping[str, Any]) -> Optional[Domain]:
@@ -198,9 +201,10 @@ class PodTask:
         """Everything that can fail on the host, before the old VM goes and libvirt hears of the new one."""
         spec = plan.spec
         image, spec["guest"] = resolve_guest(self.root, spec["guest"], self.initrd_hashes)
+        pod = StoredPod.from_json(spec)
         images = self.session.make_images(self.root)
-        containers, disks = images.prepare(spec)
-        storage = PodStorage(self.root, spec)
+        containers, disks = images.prepare(pod)
+        storage = PodStorage(self.root, pod)
         owners = storage.owners(getattr(images, "cache", None))
         contents = storage.contents(files, found.current.vm_id if found else None)
         storage.create_volumes()
@@ -215,7 +219,7 @@ class PodTask:
             domain = domain_spec(vm_id, pod, new.image, [*new.disks, *new.storage.disks(len(new.disks))], self.root)
             dom = self.client.define(render_domain_xml(dataclasses.replace(domain, filesystems=new.storage.filesystems())))
             if "start" in plan.actions:
-                add_mounts([(c.name, c.config) for c in new.containers], new.spec)
+                add_mounts([(c.name, c.config) for c in new.containers], pod)
                 self._boot(dom, vm_id, new.spec, new.containers, _setup(new.storage, vm_id, new.owners))
         except BaseException:
             # A pod that failed to come up leaves nothing behind: no domain, no console log, no port rule, no volume
@@ -243,17 +247,19 @@ class PodTask:
         return dom
 
     def _stop(self, dom: Domain, vm_id: str, spec: Mapping[str, Any]) -> None:
-        self.runtime.stop(dom, vm_id, StoredPod.from_json(spec).containers, self.stop_timeout, sync_timeout(spec))
+        pod = StoredPod.from_json(spec)
+        self.runtime.stop(dom, vm_id, pod.containers, self.stop_timeout, sync_timeout(pod))
         self.network.remove_ports(vm_id)
 
     def _start_existing(self, dom: Domain, vm_id: str, spec: Mapping[str, Any]) -> None:
         """Boot a defined pod; on failure power it off again but keep its definition (it is the user's pod)."""
+        pod = StoredPod.from_json(spec)
         images = self.session.make_images(self.root)
-        containers, _disks = images.prepare(spec)  # rebuilds a disk removed from the cache
-        storage = PodStorage(self.root, spec)
+        containers, _disks = images.prepare(pod)  # rebuilds a disk removed from the cache
+        storage = PodStorage(self.root, pod)
         owners = storage.owners(getattr(images, "cache", None))
         storage.create_volumes()  # a volume file removed meanwhile is made again, empty
-        add_mounts([(c.name, c.config) for c in containers], spec)
+        add_mounts([(c.name, c.config) for c in containers], pod)
         try:
             self._boot(dom, vm_id, spec, containers, _setup(storage, vm_id, owners))
         except BaseException:
@@ -269,7 +275,7 @@ class PodTask:
         names = [c.name for c in containers]
 
         def prepare(agent: Any) -> None:
-            self.network.prepare_guest(agent, vm_id, spec, names)
+            self.network.prepare_guest(agent, vm_id, StoredPod.from_json(spec), names)
 
         self.session.drop_agent(vm_id)
         self.runtime.boot(dom, str(spec["name"]), vm_id, containers, wait=self.wait, timeout=self.wait_timeout, prepare=prepare, setup=setup)
@@ -281,7 +287,10 @@ class PodTask:
             ) from None
 
     def _sync_ports(self, dom: Domain, vm_id: str, spec: Mapping[str, Any]) -> bool:
-        return self.network.sync_ports(self.session.agent(dom, vm_id), vm_id, spec, lambda: {d.name() for d in self.client.list_domains(prefix=VM_PREFIX)})
+        def live() -> set[str]:
+            return {d.name() for d in self.client.list_domains(prefix=VM_PREFIX)}
+
+        return self.network.sync_ports(self.session.agent(dom, vm_id), vm_id, StoredPod.from_json(spec), live)
 
 
 @dataclass
@@ -299,6 +308,6 @@ class NewVm:
 
 def _setup(storage: PodStorage, vm_id: str, owners: Mapping[tuple[str, int], tuple[int, int]]) -> Optional[Callable[[GuestAgent], None]]:
     """The guest step of a boot that mounts the pod's volumes and writes its files; None for a pod without storage."""
-    if not storage.spec.get("volumes") and not any(c.get("files") for c in storage.spec.get("containers") or []):
+    if not storage.pod.volumes and not any(c.files for c in storage.pod.containers):
         return None
     return lambda agent: storage.setup(agent, storage.guest_files(vm_id, owners))

@@ -61,7 +61,7 @@ def _view(pod: StoredPod, vm_id: Optional[str], uuid: Optional[str], state: str,
         "labels": dict(pod.labels),
         "containers": [],
         "volumes": [v.to_json() for v in pod.volumes],
-        **network_view(pod.to_json()),
+        **network_view(pod),
     }
 
 
@@ -79,7 +79,7 @@ def pod_view(session: PodSession, found: Optional[FoundPod], logs: int = 0) -> d
         statuses, tails = runtime.status(found.dom, current.vm_id, logs, [c.name for c in pod.containers])
     if current.running and view["networks"]:
         with contextlib.suppress(HyperError):  # an agent that does not answer: addresses unknown, as container states
-            view["addresses"] = session.make_network(session.client).addresses(runtime.agent(found.dom, current.vm_id), current.vm_id, current.spec)
+            view["addresses"] = session.make_network(session.client).addresses(runtime.agent(found.dom, current.vm_id), current.vm_id, pod)
     for container in pod.containers:
         status = statuses.get(container.name) if statuses is not None else None
         item = _container_view(container, status if statuses is not None else None, current.running)
@@ -99,7 +99,7 @@ def predicted_view(plan: Plan, current: Optional[CurrentPod]) -> dict[str, Any]:
     pod = StoredPod.from_json(plan.spec)
     keep_vm = current is not None and not plan.new_vm
     view = _view(pod, current.vm_id if keep_vm and current else None, current.uuid if keep_vm and current else None, state, state == "running")
-    view["addresses"] = static_view(plan.spec) if state == "running" else []
+    view["addresses"] = static_view(pod) if state == "running" else []
     container_state = "running" if state == "running" else "stopped"
     for container in pod.containers:
         view["containers"].append(_container_view(container, {"status": container_state}, state == "running"))

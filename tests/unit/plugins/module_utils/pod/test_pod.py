@@ -29,6 +29,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import ContainerSpec
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.view import pod_info
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import parse_metadata
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import DiskSpec
@@ -208,12 +209,12 @@ class FakeImages:
         self.owner.calls.append(f"digests check_mode={check_mode}")
         return {c.name: self.owner.digests.get(c.image, "sha256:" + "1" * 64) for c in containers}
 
-    def prepare(self, spec: dict[str, Any]) -> tuple[list[PreparedContainer], list[DiskSpec]]:
+    def prepare(self, pod: StoredPod) -> tuple[list[PreparedContainer], list[DiskSpec]]:
         self.owner.calls.append("prepare")
         if self.owner.prepare_error is not None:
             raise self.owner.prepare_error
-        containers = [PreparedContainer(c["name"], {"config-of": c["name"]}, {"name": c["name"]}) for c in spec["containers"]]
-        digests = sorted({c["digest"] for c in spec["containers"]})
+        containers = [PreparedContainer(c.name, {"config-of": c.name}, {"name": c.name}) for c in pod.containers]
+        digests = sorted({str(c.digest) for c in pod.containers})
         disks = [DiskSpec(f"/cache/disks/{d[7:]}.img", f"vd{chr(97 + i)}", "hyper-img-" + d[7:17]) for i, d in enumerate(digests)]
         return containers, disks
 
