@@ -120,7 +120,7 @@ class PodTask:
             result["diff"] = masked_diff(plan.before, plan.after)
         # Port rules are the host's, not the VM's: put them back if they went (a reboot, a flush).
         running = not self.check_mode and not plan.changed and found is not None and found.current.running
-        if running and found and self._sync_ports(found.dom, found.current.vm_id, found.current.spec):
+        if running and found and self._sync_ports(found.dom, found.current.vm_id, found.current.pod):
             result["changed"] = True
             result["actions"] = ["sync_ports"]
         if self.check_mode or not plan.changed:
@@ -178,16 +178,15 @@ class PodTask:
         if found is not None and ("remove" in actions or "recreate" in actions):
             replacing = self._prepare_new_vm(plan, found, files) if plan.new_vm else None
             try:
-                self._stop(found.dom, found.current.vm_id, found.current.spec)
+                self._stop(found.dom, found.current.vm_id, found.current.pod)
                 self.client.undefine(found.dom)
             except BaseException:
                 if replacing is not None:
                     replacing.storage.undo()
                 raise
             remove_files(self.root, found.current.vm_id)
-            if "remove" in actions:
+            if replacing is None:  # removed
                 return None
-            assert replacing is not None
             return self._create(plan, replacing)
         if plan.new_vm:
             return self._create(plan, self._prepare_new_vm(plan, None, files))
@@ -201,26 +200,26 @@ class PodTask:
         """Everything that can fail on the host, before the old VM goes and libvirt hears of the new one."""
         spec = plan.spec
         image, spec["guest"] = resolve_guest(self.root, spec["guest"], self.initrd_hashes)
-        pod = StoredPod.from_json(spec)
+        pod = StoredPod.from_json(spec)  # the stored spec from here on: typed
         images = self.session.make_images(self.root)
         containers, disks = images.prepare(pod)
         storage = PodStorage(self.root, pod)
         owners = storage.owners(getattr(images, "cache", None))
         contents = storage.contents(files, found.current.vm_id if found else None)
         storage.create_volumes()
-        return NewVm(spec, image, containers, disks, storage, owners, contents)
+        return NewVm(pod, image, containers, disks, storage, owners, contents)
 
     def _create(self, plan: Plan, new: NewVm) -> Domain:
         vm_id = new_vm_id(self.client)
         dom = None
         try:
             new.storage.stage(vm_id, new.contents)
-            pod = StoredPod.from_json(new.spec)
+            pod = new.pod
             domain = domain_spec(vm_id, pod, new.image, [*new.disks, *new.storage.disks(len(new.disks))], self.root)
             dom = self.client.define(render_domain_xml(dataclasses.replace(domain, filesystems=new.storage.filesystems())))
             if "start" in plan.actions:
                 add_mounts([(c.name, c.config) for c in new.containers], pod)
-                self._boot(dom, vm_id, new.spec, new.containers, _setup(new.storage, vm_id, new.owners))
+                self._boot(dom, vm_id, pod, new.containers, _setup(new.storage, vm_id, new.owners))
         except BaseException:
             # A pod that failed to come up leaves nothing behind: no domain, no console log, no port rule, no volume
             # it made (volumes that existed before keep their data).
@@ -234,26 +233,24 @@ class PodTask:
     # -- the VM that is there ------------------------------------------------------------------
 
     def _update(self, plan: Plan, found: FoundPod) -> Domain:
-        actions, spec = plan.actions, plan.spec
+        actions, pod = plan.actions, StoredPod.from_json(plan.spec)
         dom, vm_id = found.dom, found.current.vm_id
         if "update_labels" in actions or "update_ports" in actions:
-            self.client.set_metadata(dom, stored_metadata(spec))
+            self.client.set_metadata(dom, stored_metadata(pod.to_json()))
         if "stop" in actions or "restart" in actions:
-            self._stop(dom, vm_id, spec)
+            self._stop(dom, vm_id, pod)
         if "start" in actions or "restart" in actions:
-            self._start_existing(dom, vm_id, spec)
+            self._start_existing(dom, vm_id, pod)
         elif "update_ports" in actions and self.client.is_active(dom):
-            self._sync_ports(dom, vm_id, spec)
+            self._sync_ports(dom, vm_id, pod)
         return dom
 
-    def _stop(self, dom: Domain, vm_id: str, spec: Mapping[str, Any]) -> None:
-        pod = StoredPod.from_json(spec)
+    def _stop(self, dom: Domain, vm_id: str, pod: StoredPod) -> None:
         self.runtime.stop(dom, vm_id, pod.containers, self.stop_timeout, sync_timeout(pod))
         self.network.remove_ports(vm_id)
 
-    def _start_existing(self, dom: Domain, vm_id: str, spec: Mapping[str, Any]) -> None:
+    def _start_existing(self, dom: Domain, vm_id: str, pod: StoredPod) -> None:
         """Boot a defined pod; on failure power it off again but keep its definition (it is the user's pod)."""
-        pod = StoredPod.from_json(spec)
         images = self.session.make_images(self.root)
         containers, _disks = images.prepare(pod)  # rebuilds a disk removed from the cache
         storage = PodStorage(self.root, pod)
@@ -261,7 +258,7 @@ class PodTask:
         storage.create_volumes()  # a volume file removed meanwhile is made again, empty
         add_mounts([(c.name, c.config) for c in containers], pod)
         try:
-            self._boot(dom, vm_id, spec, containers, _setup(storage, vm_id, owners))
+            self._boot(dom, vm_id, pod, containers, _setup(storage, vm_id, owners))
         except BaseException:
             with contextlib.suppress(HyperError):
                 self.client.destroy(dom)
@@ -270,34 +267,32 @@ class PodTask:
             storage.undo()
             raise
 
-    def _boot(self, dom: Domain, vm_id: str, spec: Mapping[str, Any], containers: Any, setup: Optional[Callable[[GuestAgent], None]]) -> None:
+    def _boot(self, dom: Domain, vm_id: str, pod: StoredPod, containers: Any, setup: Optional[Callable[[GuestAgent], None]]) -> None:
         """Boot with the pod's network configured (then ``setup``: volumes, files) before the containers start, then its port rules."""
         names = [c.name for c in containers]
 
         def prepare(agent: Any) -> None:
-            self.network.prepare_guest(agent, vm_id, StoredPod.from_json(spec), names)
+            self.network.prepare_guest(agent, vm_id, pod, names)
 
         self.session.drop_agent(vm_id)
-        self.runtime.boot(dom, str(spec["name"]), vm_id, containers, wait=self.wait, timeout=self.wait_timeout, prepare=prepare, setup=setup)
+        self.runtime.boot(dom, pod.name, vm_id, containers, wait=self.wait, timeout=self.wait_timeout, prepare=prepare, setup=setup)
         try:
-            self._sync_ports(dom, vm_id, spec)
+            self._sync_ports(dom, vm_id, pod)
         except HyperError as err:
-            raise HyperError(
-                f"pod {spec['name']} (VM {vm_id}): mapping its ports failed: {err.message}", {**err.details, "step": "mapping the ports"}
-            ) from None
+            raise HyperError(f"pod {pod.name} (VM {vm_id}): mapping its ports failed: {err.message}", {**err.details, "step": "mapping the ports"}) from None
 
-    def _sync_ports(self, dom: Domain, vm_id: str, spec: Mapping[str, Any]) -> bool:
+    def _sync_ports(self, dom: Domain, vm_id: str, pod: StoredPod) -> bool:
         def live() -> set[str]:
             return {d.name() for d in self.client.list_domains(prefix=VM_PREFIX)}
 
-        return self.network.sync_ports(self.session.agent(dom, vm_id), vm_id, StoredPod.from_json(spec), live)
+        return self.network.sync_ports(self.session.agent(dom, vm_id), vm_id, pod, live)
 
 
 @dataclass
 class NewVm:
     """What a new VM needs, made on the host before libvirt hears of it."""
 
-    spec: dict[str, Any]
+    pod: StoredPod
     image: GuestImage
     containers: Any
     disks: Any
