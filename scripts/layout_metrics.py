@@ -107,7 +107,8 @@ def longest_chain(files: list[str]) -> list[str]:
                     best = chain
         return (path, *best)
 
-    return list(max((longest_from(f) for f in files), key=len))
+    chains = [longest_from(f) for f in files]
+    return list(max(chains, key=lambda chain: len(chain))) if chains else []
 
 
 def source(path: str) -> str:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ PORTS = [{"host_port": 8080, "pod_port": 80}]
 
 def _interfaces(xml: str) -> list[tuple[str, str]]:
     root = ET.fromstring(xml)
-    return [(i.find("source").get("network"), i.find("mac").get("address")) for i in root.iter("interface")]  # type: ignore[union-attr]
+    return [(str(i.find("source").get("network")), str(i.find("mac").get("address"))) for i in root.iter("interface")]  # type: ignore[union-attr]
 
 
 def test_a_new_pod_joins_the_default_network(h: Harness) -> None:  # noqa: F811
@@ -51,7 +52,7 @@ def test_a_static_address_gets_the_network_prefix(h: Harness) -> None:  # noqa: 
         ({"networks": "none", "ports": PORTS}, "cannot map ports"),
     ],
 )
-def test_bad_network_input_creates_nothing(h: Harness, params: dict[str, object], match: str) -> None:  # noqa: F811
+def test_bad_network_input_creates_nothing(h: Harness, params: dict[str, Any], match: str) -> None:  # noqa: F811
     with pytest.raises(SpecError, match=match):
         h.run(**params)
     with pytest.raises(SpecError, match=match):
