@@ -107,7 +107,7 @@ def longest_chain(files: list[str]) -> list[str]:
                     best = chain
         return (path, *best)
 
-    chains = [longest_from(f) for f in files]
+    chains: list[tuple[str, ...]] = [longest_from(f) for f in files]
     return list(max(chains, key=lambda chain: len(chain))) if chains else []
 
 
