@@ -107,8 +107,12 @@ def longest_chain(files: list[str]) -> list[str]:
                     best = chain
         return (path, *best)
 
-    chains: list[tuple[str, ...]] = [longest_from(f) for f in files]
-    return list(max(chains, key=lambda chain: len(chain))) if chains else []
+    best: tuple[str, ...] = ()
+    for path in files:
+        chain = longest_from(path)
+        if len(chain) > len(best):
+            best = chain
+    return list(best)
 
 
 def source(path: str) -> str:
