@@ -14,6 +14,7 @@ import json
 import math
 import re
 import time
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, TypedDict
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentCommandError, AgentError, ContainerError, SpecError
@@ -138,6 +139,15 @@ def _stop_args(name: str, timeout: Optional[float], verb: str = "stop") -> tuple
         return args, MAX_STOP_TIMEOUT + STOP_GRACE
     seconds = _seconds(timeout, "timeout")
     return [*args, _seconds_arg(seconds)], seconds + STOP_GRACE
+
+
+@dataclass(frozen=True)
+class PreparedContainer:
+    """What the guest needs for one container: its OCI runtime config and ``container.json``."""
+
+    name: str
+    config: dict[str, Any]
+    meta: dict[str, Any]
 
 
 class GuestPod:

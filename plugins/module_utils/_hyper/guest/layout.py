@@ -45,6 +45,11 @@ DEFAULT_STOP_SIGNAL = "SIGTERM"
 DEFAULT_STOP_TIMEOUT = 10
 MAX_STOP_TIMEOUT = 3600
 
+# -- stop ----------------------------------------------------------------------------------------
+# After the containers stopped: the guest's page cache is flushed before the VM is destroyed. Without a
+# disk volume nothing needs it, so it is short and never killed (storage/pod.py waits longer with one).
+SYNC_TIMEOUT = 3.0
+
 # -- disks: the guest finds them by virtio serial (at most 20 bytes), never by name ----------------
 SERIAL_MAX = 20
 IMAGE_SERIAL_PREFIX = "hyper-img-"

@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Protocol, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ImageError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import PreparedContainer
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.commands import Runner, run
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.bundle import (
     ROOTFS_DIR,
@@ -24,7 +24,6 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.bundle im
     unpack,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import ImageCache, ImageRef, ResolvedImage, parse_image_ref, read_json
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import ContainerSpec
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer, StoredPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import DiskSpec
 
@@ -33,13 +32,14 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml 
 MAX_IMAGES = 26
 
 
-@dataclass(frozen=True)
-class PreparedContainer:
-    """What the guest needs for one container: its OCI runtime config and ``container.json``."""
+class NamedImage(Protocol):
+    """A container's name and image reference (pod/spec.py's ContainerSpec is one)."""
 
-    name: str
-    config: dict[str, Any]
-    meta: dict[str, Any]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def ref(self) -> ImageRef: ...
 
 
 class PodImages:
@@ -49,7 +49,7 @@ class PodImages:
         self.cache = ImageCache(root, runner=runner)
         self.runner = runner
 
-    def digests(self, containers: Sequence[ContainerSpec], pull: str, check_mode: bool) -> dict[str, Optional[str]]:
+    def digests(self, containers: Sequence[NamedImage], pull: str, check_mode: bool) -> dict[str, Optional[str]]:
         """Container name → manifest digest. Pulls (once per reference) unless in check mode.
 
         In check mode nothing is copied: a missing local source still fails, and a digest is

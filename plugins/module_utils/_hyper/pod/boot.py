@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ContainerError, HyperError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import PreparedContainer
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.console import console_path, console_tail
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.prepare import PreparedContainer
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import GuestPodApi, Session
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import Domain, LibvirtClient
@@ -32,7 +33,7 @@ MESSAGE_TAIL_LINES = 10
 # After the containers stopped: flush the guest's page cache before the VM is destroyed. Nothing
 # needs it today (see stop()); it must not hold up a stop, so it is short and never killed.
 SYNC_ARGV: tuple[str, ...] = ("sync",)
-SYNC_TIMEOUT = 3.0
+SYNC_TIMEOUT = layout.SYNC_TIMEOUT
 
 
 class PodError(HyperError):

@@ -22,7 +22,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.domain impor
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import VM_PREFIX
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.plan import Plan, masked_diff, plan_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import normalise_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import normalise_pod, read_file_sources, task_files
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import FoundPod, new_vm_id, stored_metadata
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.view import pod_view, predicted_view
@@ -31,9 +31,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.pod impo
     add_mounts,
     check_volume_users,
     purge_volumes,
-    read_file_sources,
     sync_timeout,
-    task_files,
     volumes_to_purge,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import DEFAULT_URI, Domain

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
@@ -23,7 +23,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci impor
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.networks import normalise_dns, normalise_networks
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.ports import normalise_ports
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import check_pod_name
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.files import FileSpec, normalise_files, stored_file
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.files import FileSpec, normalise_files, read_source, stored_file
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes import (
     MountSpec,
     VolumeSpec,
@@ -343,3 +343,16 @@ def normalise_pod(params: Mapping[str, Any]) -> tuple[PodSpec, frozenset[str]]:
     if accelerator == "auto":
         user_set.discard("accelerator")
     return spec, frozenset(user_set)
+
+
+def read_file_sources(spec: PodSpec) -> PodSpec:
+    """The spec with every ``src`` file read from the hyper host (check mode too: a missing file is an error then as well)."""
+    containers = []
+    for container in spec.containers:
+        files = tuple(read_source(item, f"containers[{container.name}].files[{index}]") for index, item in enumerate(container.files))
+        containers.append(replace(container, files=files) if files != container.files else container)
+    return replace(spec, containers=tuple(containers))
+
+
+def task_files(spec: PodSpec) -> dict[str, tuple[FileSpec, ...]]:
+    return {container.name: container.files for container in spec.containers}

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, HyperError, SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.commands import Runner, run
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.bundle import ROOTFS_DIR, UserDb, bundle_path, load_user_db, resolve_user
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import ImageCache, ResolvedImage, parse_image_ref
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import SYNC_TIMEOUT
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import PodSpec
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import FoundPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer, StoredPod, StoredVolume
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.files import (
@@ -31,7 +30,6 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.files im
     guest_file,
     load_staged,
     oci_file_mounts,
-    read_source,
     stage_files,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes import (
@@ -63,7 +61,7 @@ mount -t ext4 -o "$3" "$dev" "$2"
 """
 MOUNT_TIMEOUT = 60.0
 # The guest's sync before its VM is destroyed: with a disk volume it writes the volume's data, which
-# can take a while under TCG; without one it is nearly free (pod_runtime.SYNC_TIMEOUT).
+# can take a while under TCG; without one it is nearly free (guest/layout.py SYNC_TIMEOUT).
 VOLUME_SYNC_TIMEOUT = 60.0
 
 
@@ -236,20 +234,7 @@ class PodStorage:
 
 def sync_timeout(pod: StoredPod) -> float:
     """How long the stop waits for the guest's sync: long enough for a disk volume's dirty data."""
-    return VOLUME_SYNC_TIMEOUT if pod.disk_volumes else SYNC_TIMEOUT
-
-
-def read_file_sources(spec: PodSpec) -> PodSpec:
-    """The spec with every ``src`` file read from the hyper host (check mode too: a missing file is an error then as well)."""
-    containers = []
-    for container in spec.containers:
-        files = tuple(read_source(item, f"containers[{container.name}].files[{index}]") for index, item in enumerate(container.files))
-        containers.append(replace(container, files=files) if files != container.files else container)
-    return replace(spec, containers=tuple(containers))
-
-
-def task_files(spec: PodSpec) -> dict[str, tuple[FileSpec, ...]]:
-    return {container.name: container.files for container in spec.containers}
+    return VOLUME_SYNC_TIMEOUT if pod.disk_volumes else layout.SYNC_TIMEOUT
 
 
 def check_volume_users(pods: Sequence[FoundPod], pod: str, volumes: Sequence[StoredVolume]) -> None:

@@ -24,7 +24,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (
     ImageError,
     LibvirtFailure,
 )
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.prepare import PreparedContainer
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import PreparedContainer
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, SpecError
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import normalise_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import normalise_pod, read_file_sources
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage import files as fl
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.pod import read_file_sources
 
 IMAGE = "oci:/srv/images:busybox"
 SECRET = "hunter2-very-secret"

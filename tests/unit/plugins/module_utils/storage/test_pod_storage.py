@@ -10,7 +10,7 @@ import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import SYNC_TIMEOUT
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.layout import SYNC_TIMEOUT
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.plan import plan_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import CurrentPod, FoundPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredPod, StoredVolume
