@@ -57,7 +57,7 @@ def test_round_trip(case: str) -> None:
 
 
 def test_typed_access() -> None:
-    spec, _ = normalise_pod(CASES["everything"])
+    spec, _user_set = normalise_pod(CASES["everything"])
     pod = StoredPod.from_json(spec.to_stored(accelerator="tcg", guest=GUEST, digests={}))
     web = pod.container("web")
     assert web is not None and web.env == (("A", "1"),) and web.volumes[0].read_only
