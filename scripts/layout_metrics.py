@@ -185,6 +185,7 @@ def metrics() -> dict[str, Any]:
         "longest_import_chain_files": [os.path.relpath(p, LIB) for p in chain],
         "pod_start_files": len(pod_start) + len(guest),
         "pod_start_python_files": len(pod_start),
+        "pod_start_python_lines": lines(pod_start),
         "pod_start_guest_files": len(guest),
         "hyper_exec_files": len(exec_files),
         "hyper_exec_file_list": sorted(os.path.relpath(p, LIB) for p in exec_files),
