@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, AgentTimeout, HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.scripts import push
 
 DATA_CHANNEL_PREFIX = "org.hyper.pods.data."
 DATA_CHANNEL_COUNT = 2
@@ -52,16 +53,7 @@ TRAILER_BYTES = 32
 IDLE_CHECK = 1.0
 LOCK_DIRS = ("/run/lock", "/run", "/tmp")
 
-# $1 port  $2 temporary file  $3 bytes to read  $4 trailer  $5 size  $6 mode (octal or "")  $7 target
-PUSH_SCRIPT = """set -u
-port=$1 tmp=$2 count=$3 trailer=$4 size=$5 mode=$6 target=$7
-fail() { rm -f "$tmp"; echo "$1" >&2; exit 3; }
-dd if="$port" of="$tmp" bs=262144 count="$count" iflag=fullblock,count_bytes || fail "reading the data channel into $tmp failed"
-[ "$(tail -c 32 "$tmp")" = "$trailer" ] || fail "the data did not end with its trailer (bytes lost or stale on the channel)"
-truncate -s "$size" "$tmp" || fail "truncate $tmp failed"
-[ -z "$mode" ] || chmod "$mode" "$tmp" || fail "chmod $mode $tmp failed"
-mv -f "$tmp" "$target" || fail "rename $tmp to $target failed"
-"""
+PUSH_SCRIPT = push.SCRIPT
 
 
 @dataclass(frozen=True)

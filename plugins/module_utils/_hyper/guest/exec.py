@@ -33,6 +33,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent impo
     ExecTimeout,
     GuestAgent,
 )
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.scripts import exec_wrapper
 
 CRUN = "crun"
 # Temporary files of one exec live next to the containers' state, on the guest's tmpfs.
@@ -52,24 +53,9 @@ CRUN_ERROR_HINTS: tuple[bytes, ...] = (b"/run/crun/", b"crun:", b"running")
 USER_PATTERN = re.compile(r"[0-9]+(:[0-9]+)?")
 ENV_NAME_PATTERN = re.compile(r"[^=\x00]+")
 
-# The wrapper: $1 pid file, $2 stdin file, $3 stdout file, $4 stderr file (empty: not redirected),
-# then the crun argv. The file names and the argv are parameters, never part of the script text.
-# With large_output, streams of at most this many bytes each come back inline: the wrapper copies
-# them to its own (captured) stdout and stderr, appends INLINE_MARKER to stderr and removes the
-# files, so no file read or rm follows (~7 agent calls less). Two streams of 1 MiB are ~2.7 MiB of
-# base64, within libvirt's 4 MiB reply; bigger output stays in the files and is read in chunks.
-INLINE_LIMIT = 1024 * 1024
-INLINE_MARKER = "@@hyper-inline-output@@"
-WRAPPER_SCRIPT = (
-    "p=$1 i=$2 o=$3 e=$4; shift 4; exec 3>&1 4>&2; "
-    'if [ -n "$i" ]; then exec <"$i"; fi; '
-    'if [ -n "$o" ]; then exec >"$o"; fi; '
-    'if [ -n "$e" ]; then exec 2>"$e"; fi; '
-    '"$@" 3>&- 4>&-; rc=$?; rm -f "$p" 2>/dev/null; '
-    f'if [ -n "$o" ] && [ "$(wc -c <"$o")" -le {INLINE_LIMIT} ] && [ "$(wc -c <"$e")" -le {INLINE_LIMIT} ] '
-    f'&& cat "$o" >&3 && cat "$e" >&4; then printf %s {INLINE_MARKER} >&4; rm -f "$o" "$e"; fi; '
-    "exit $rc"
-)
+INLINE_LIMIT = exec_wrapper.INLINE_LIMIT
+INLINE_MARKER = exec_wrapper.INLINE_MARKER
+WRAPPER_SCRIPT = exec_wrapper.SCRIPT
 SHELL_ARGV: tuple[str, ...] = ("sh", "-c", WRAPPER_SCRIPT, "sh")
 
 

@@ -19,6 +19,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import Ag
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import ExecResult, GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import CONTAINERS_DIR, check_name
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.exec import container_rootfs, run_in_container
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.scripts import vips
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.spec import vip_prefix
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Deadline, Sleep, backoff
 
@@ -42,8 +43,8 @@ SETTLE_SECONDS = 10.0
 LOG_MESSAGE_LINES = 10
 # Fixed scripts; the addresses (checked by service_spec, as ADDRESS/PREFIX) are their parameters.
 # replace is idempotent; a deletion of an address that is gone already is no failure.
-ADD_VIPS_SCRIPT = 'for a; do ip addr replace "$a" dev lo || exit 1; done'
-REMOVE_VIPS_SCRIPT = 'for a; do ip addr del "$a" dev lo 2>/dev/null || ! ip addr show dev lo | grep -qF " $a " || exit 1; done'
+ADD_VIPS_SCRIPT = vips.ADD
+REMOVE_VIPS_SCRIPT = vips.REMOVE
 
 
 class ServiceError(HyperError):

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Optional, Sequence
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.scripts import mount_disk
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.commands import Runner, run
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.bundle import ROOTFS_DIR, UserDb, bundle_path, load_user_db, resolve_user
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import ImageCache, ResolvedImage, parse_image_ref
@@ -46,19 +47,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes 
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import DiskSpec, FilesystemSpec
 
-# Finds the disk whose virtio serial is $1 (no udev in the guest) and mounts it on $2 with options $3.
-# A fixed script; the values arrive as arguments, never in the script text.
-MOUNT_DISK_SCRIPT = r"""
-dev=
-for f in /sys/block/vd*/serial; do
-    v=
-    read -r v <"$f" 2>/dev/null
-    if [ "$v" = "$1" ]; then d=${f%/serial}; dev=/dev/${d##*/}; break; fi
-done
-[ -n "$dev" ] || { echo "no disk with serial $1 in the guest" >&2; exit 1; }
-mkdir -p "$2" || exit 1
-mount -t ext4 -o "$3" "$dev" "$2"
-"""
+MOUNT_DISK_SCRIPT = mount_disk.SCRIPT
 MOUNT_TIMEOUT = 60.0
 # The guest's sync before its VM is destroyed: with a disk volume it writes the volume's data, which
 # can take a while under TCG; without one it is nearly free (guest/layout.py SYNC_TIMEOUT).
