@@ -23,6 +23,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci impor
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.networks import normalise_dns, normalise_networks
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.ports import normalise_ports
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import check_pod_name
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer, StoredFile, StoredMount
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.files import FileSpec, normalise_files, read_source, stored_file
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes import (
     MountSpec,
@@ -89,17 +90,6 @@ class ContainerSpec:
     volumes: tuple[MountSpec, ...] = ()
     files: tuple[FileSpec, ...] = ()
 
-    def options(self) -> dict[str, Any]:
-        """The container's options as bundle.runtime_config takes them."""
-        return {
-            "name": self.name,
-            "command": list(self.command) if self.command is not None else None,
-            "entrypoint": list(self.entrypoint) if self.entrypoint is not None else None,
-            "env": dict(self.env),
-            "workdir": self.workdir,
-            "user": self.user,
-        }
-
 
 @dataclass(frozen=True)
 class PodSpec:
@@ -146,26 +136,23 @@ class PodSpec:
 
 
 def stored_container(container: ContainerSpec, digest: Optional[str], pod: str = "") -> dict[str, Any]:
-    stored: dict[str, Any] = {
-        "name": container.name,
-        "image": container.image,
-        "image_ref": container.ref.name,
-        "digest": digest,
-        "command": list(container.command) if container.command is not None else None,
-        "entrypoint": list(container.entrypoint) if container.entrypoint is not None else None,
-        "env": dict(container.env),
-        "workdir": container.workdir,
-        "user": container.user,
-        "restart_policy": container.restart_policy,
-        "stop_signal": container.stop_signal,
-        "stop_timeout": container.stop_timeout,
-    }
-    # Only when used, so that the stored form of a container without them stays as it was.
-    if container.volumes:
-        stored["volumes"] = [mount.stored() for mount in container.volumes]
-    if container.files:
-        stored["files"] = [stored_file(pod, container.name, item) for item in container.files]
-    return stored
+    """The stored (JSON) form of a container, through its typed form (pod/stored.py): one definition of the shape."""
+    return StoredContainer(
+        name=container.name,
+        image=container.image,
+        image_ref=container.ref.name,
+        digest=digest,
+        command=container.command,
+        entrypoint=container.entrypoint,
+        env=container.env,
+        workdir=container.workdir,
+        user=container.user,
+        restart_policy=container.restart_policy,
+        stop_signal=container.stop_signal,
+        stop_timeout=container.stop_timeout,
+        volumes=tuple(StoredMount(m.name, m.path, m.read_only) for m in container.volumes),
+        files=tuple(StoredFile.from_json(stored_file(pod, container.name, item), f"containers[{container.name}].files") for item in container.files),
+    ).to_json()
 
 
 # -- validation ----------------------------------------------------------------------------------
