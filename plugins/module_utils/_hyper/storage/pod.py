@@ -20,7 +20,6 @@ from typing import Any, Mapping, Optional, Sequence
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.scripts import mount_disk
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.commands import Runner, run
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.bundle import ROOTFS_DIR, UserDb, bundle_path, load_user_db, resolve_user
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import ImageCache, ResolvedImage, parse_image_ref
@@ -47,7 +46,6 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes 
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import DiskSpec, FilesystemSpec
 
-MOUNT_DISK_SCRIPT = mount_disk.SCRIPT
 MOUNT_TIMEOUT = 60.0
 # The guest's sync before its VM is destroyed: with a disk volume it writes the volume's data, which
 # can take a while under TCG; without one it is nearly free (guest/layout.py SYNC_TIMEOUT).
@@ -201,7 +199,7 @@ class PodStorage:
         for volume in self.pod.disk_volumes:
             target = guest_mount_point(volume)
             opts = mount_options(volume, containers) + ",noatime"
-            self._run(agent, ["sh", "-c", MOUNT_DISK_SCRIPT, "sh", volume_serial(volume.name), target, opts], f"mounting volume {volume.name}")
+            self._run(agent, [layout.GUEST_COMMAND, "mount-disk", volume_serial(volume.name), target, opts], f"mounting volume {volume.name}")
         for volume in self.pod.host_volumes:
             target = guest_mount_point(volume)
             self._run(agent, ["mkdir", "-p", target], f"creating {target}")
@@ -217,7 +215,8 @@ class PodStorage:
     def _run(agent: GuestAgent, argv: list[str], what: str) -> None:
         result = agent.exec(argv, timeout=MOUNT_TIMEOUT)
         if result.rc != 0:
-            reason = result.stderr.decode("utf-8", errors="replace").strip() or f"exit code {result.rc}, signal {result.signal}"
+            reason = result.stderr.decode("utf-8", errors="replace").strip().removeprefix("hyper-container: ")
+            reason = reason or f"exit code {result.rc}, signal {result.signal}"
             raise AgentError(f"{agent.name}: {what} failed: {reason}")
 
 

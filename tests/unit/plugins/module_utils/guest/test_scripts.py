@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.scripts import exec_wrapper, mount_disk, net_up, push, vips
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.scripts import exec_wrapper, net_up, push, vips
 
 BUSYBOX = shutil.which("busybox")
 pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="needs busybox on the host")
@@ -82,13 +82,6 @@ def test_push_refuses_data_without_its_trailer(tmp_path: Path) -> None:
 
 
 # -- disks, interfaces, service addresses -------------------------------------------------------
-
-
-def test_mount_disk_names_a_serial_it_cannot_find(tmp_path: Path) -> None:
-    result = sh(mount_disk.SCRIPT, "hyper-vol-0000000000", str(tmp_path / "mnt"), "rw")
-    assert result.returncode == 1
-    assert result.stderr == b"no disk with serial hyper-vol-0000000000 in the guest\n"
-    assert not (tmp_path / "mnt").exists()
 
 
 def test_net_up_names_a_mac_it_cannot_find(tmp_path: Path) -> None:

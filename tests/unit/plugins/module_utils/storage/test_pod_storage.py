@@ -16,7 +16,6 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredPod, StoredVolume
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.files import FileSpec, file_digest
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.pod import (
-    MOUNT_DISK_SCRIPT,
     VOLUME_SYNC_TIMEOUT,
     GuestFile,
     PodStorage,
@@ -66,11 +65,11 @@ def test_mount_options_follow_the_containers() -> None:
 
 
 def test_setup_mounts_then_writes_files_as_argv_lists(guest: FakeGuest, clock: FakeClock) -> None:
-    guest.run(("sh",), Run()).run(("mkdir",), Run()).run(("mount",), Run()).run(("chown",), Run()).run(("chmod",), Run())
+    guest.run(("/usr/sbin/hyper-container",), Run()).run(("mkdir",), Run()).run(("mount",), Run()).run(("chown",), Run()).run(("chmod",), Run())
     agent = GuestAgent(guest, name="vm-1", clock=clock, sleep=clock.sleep)
     PodStorage("/root", POD).setup(agent, [GuestFile("/run/hyper/files/app/0", b"xx", 1, 2, 0o640)])
     assert guest.argvs == [
-        ["sh", "-c", MOUNT_DISK_SCRIPT, "sh", volume_serial("data"), "/run/hyper/volumes/data", "rw,noatime"],
+        ["/usr/sbin/hyper-container", "mount-disk", volume_serial("data"), "/run/hyper/volumes/data", "rw,noatime"],
         ["mkdir", "-p", "/run/hyper/shares/share"],
         ["mount", "-t", "virtiofs", "-o", "ro", share_tag("share"), "/run/hyper/shares/share"],
         ["mkdir", "-p", "/run/hyper/files/app"],
@@ -81,7 +80,7 @@ def test_setup_mounts_then_writes_files_as_argv_lists(guest: FakeGuest, clock: F
 
 
 def test_a_failed_mount_says_which_volume(guest: FakeGuest, clock: FakeClock) -> None:
-    guest.run(("sh",), Run(rc=1, stderr="no disk with serial hyper-vol-x in the guest\n"))
+    guest.run(("/usr/sbin/hyper-container",), Run(rc=1, stderr="no disk with serial hyper-vol-x in the guest\n"))
     agent = GuestAgent(guest, name="vm-1", clock=clock, sleep=clock.sleep)
     with pytest.raises(AgentError, match="mounting volume data failed: no disk with serial"):
         PodStorage("/root", POD).setup(agent, [])

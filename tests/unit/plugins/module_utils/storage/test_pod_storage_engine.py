@@ -109,7 +109,8 @@ def test_create_attaches_the_volume_and_the_share_and_injects_the_file(h: Storag
     assert '<source type="memfd" />' in dom.xml and f'<source dir="{h.root / "share"}" />' in dom.xml
     assert volume(h).read_bytes() == b"new volume"
     execs = [argv for argv in h.agent.execs if argv[0] != "sync"]
-    assert [argv[:2] for argv in execs] == [["sh", "-c"], ["mkdir", "-p"], ["mount", "-t"], ["mkdir", "-p"], ["chown", "1000:1000"], ["chmod", "400"]]
+    mount_disk = ["/usr/sbin/hyper-container", "mount-disk"]
+    assert [argv[:2] for argv in execs] == [mount_disk, ["mkdir", "-p"], ["mount", "-t"], ["mkdir", "-p"], ["chown", "1000:1000"], ["chmod", "400"]]
     assert (execs[0][-1], execs[2][4]) == ("rw,noatime", "ro")
     with open(host_file(str(h.root), dom.vm_name, "app", 0), "rb") as handle:
         assert handle.read() == SECRET.encode()
