@@ -3,9 +3,29 @@
 
 from __future__ import annotations
 
-# The suboptions of one service, shared by hyper_service's and hyper_pod's ``services``. Twin of
-# SERVICE_OPTIONS in plugins/module_utils/_hyper/service/args.py; a unit test keeps the two in step.
-_SERVICE_SUBOPTIONS = r"""
+
+class ModuleDocFragment:
+    # The services option of hyper_service and hyper_pod, one text for both. Twin of SERVICE_OPTIONS in
+    # plugins/module_utils/_hyper/service/args.py; a unit test keeps the two in step.
+    DOCUMENTATION = r"""
+options:
+  services:
+    description:
+      - "The pod's services: virtual addresses and ports balanced by haproxy in the pod (C(docs/services.md))."
+      - With M(hyper.pods.hyper_service), the services this task is about. With
+        O(hyper.pods.hyper_service#module:state=present) each needs O(services[].name), O(services[].address),
+        O(services[].port) and its O(services[].backends); with O(hyper.pods.hyper_service#module:state=absent)
+        only O(services[].name) counts; with O(hyper.pods.hyper_service#module:purge=true) the list is all of
+        them. Left out, it is an empty list.
+      - With M(hyper.pods.hyper_pod), all of the pod's services (those not listed are removed). When given, the
+        pod gets an haproxy container called C(haproxy) (image O(hyper.pods.hyper_pod#module:service_image))
+        unless O(hyper.pods.hyper_pod#module:containers) lists one of that name, and once the pod runs its
+        services are applied. The configuration is rendered on the controller, checked with C(haproxy -c), and
+        reloaded without dropped connections. A pod that does not run gets them when a task starts it. Left out,
+        the pod's services are left alone.
+      - Two services may share an address (on different ports), never an address and port.
+    type: list
+    elements: dict
     suboptions:
       name:
         description:
@@ -69,39 +89,3 @@ _SERVICE_SUBOPTIONS = r"""
             type: bool
             default: true
 """
-
-
-class ModuleDocFragment:
-    # hyper_service: the services the task is about.
-    DOCUMENTATION = (
-        r"""
-options:
-  services:
-    description:
-      - The services this task is about.
-      - With O(state=present) each needs O(services[].name), O(services[].address), O(services[].port)
-        and its O(services[].backends); with O(state=absent) only O(services[].name) counts.
-      - Two services may share an address (on different ports), never an address and port.
-    type: list
-    elements: dict
-    default: []"""
-        + _SERVICE_SUBOPTIONS
-    )
-
-    # hyper_pod: all of the pod's services.
-    POD = (
-        r"""
-options:
-  services:
-    description:
-      - The pod's services, all of them (those not listed are removed), as for M(hyper.pods.hyper_service)
-        with O(hyper.pods.hyper_service#module:purge=true); see there and C(docs/services.md).
-      - When given, the pod gets an haproxy container called C(haproxy) (image O(service_image)) unless
-        O(containers) lists one of that name, and once the pod runs its services are applied. The
-        configuration is rendered on the controller, checked with C(haproxy -c), and reloaded without
-        dropped connections. A pod that does not run gets them when a task starts it.
-      - Leave it out to leave the pod's services alone.
-    type: list
-    elements: dict"""
-        + _SERVICE_SUBOPTIONS
-    )

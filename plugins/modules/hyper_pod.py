@@ -30,7 +30,7 @@ author:
   - hyper.pods developers (@hyper-pods)
 extends_documentation_fragment:
   - hyper.pods.common
-  - hyper.pods.services.pod
+  - hyper.pods.services
 attributes:
   check_mode:
     support: full

@@ -246,7 +246,7 @@ ARGUMENT_SPEC = with_common_args(
     {
         "pod": {"type": "str", "required": True},
         "container": {"type": "str", "default": "haproxy"},
-        "services": {"type": "list", "elements": "dict", "default": [], "options": SERVICE_OPTIONS},
+        "services": {"type": "list", "elements": "dict", "options": SERVICE_OPTIONS},
         "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
         "purge": {"type": "bool", "default": False},
         "template": {"type": "str"},
