@@ -5,6 +5,9 @@
 Without ``services`` it only runs the module. With them, the pod's services are exactly the
 listed ones, so the configuration is rendered here from that list (as hyper_service does) and
 sent to the module with the list's hash.
+
+With ``async`` the module runs under Ansible's async_wrapper like any module (the rendering
+happens before, on the controller), so ``poll: 0`` and ``async_status`` work as for a plain module.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ INTERNAL_OPTIONS = ("service_config", "services_hash")
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
+    _supports_async = True
+    _supports_check_mode = True
 
     def run(self, tmp: Optional[str] = None, task_vars: Optional[dict[str, Any]] = None) -> dict[str, Any]:
         task_vars = task_vars or {}
@@ -45,5 +50,7 @@ class ActionModule(ActionBase):
                 result.update(failed=True, msg=str(err).replace("option template=", "option service_template="))
                 return result
             args["services_hash"] = services_hash(services)
-        result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+        # As ansible-core's normal action: a connection with its own async runs the module as is.
+        wrap_async = bool(self._task.async_val) and not self._connection.has_native_async
+        result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars, wrap_async=wrap_async))
         return result
