@@ -30,7 +30,20 @@ author:
   - hyper.pods developers (@hyper-pods)
 extends_documentation_fragment:
   - hyper.pods.common
+  - hyper.pods.common.host
 attributes:
+  action:
+    support: full
+    description: An action plugin renders the haproxy configuration of O(services) on the controller, then runs the module on the hyper host.
+  async:
+    support: full
+    description:
+      - Runs under C(async), also with C(poll=0) and M(ansible.builtin.async_status), with the same result as
+        without (check mode and diff mode too). A loop of pods with C(poll=0) starts them all at once on one host.
+      - Boots beyond the host's boot slots queue for one (C(boot_slots) in C(host.json), set by the C(hyper.pods.host)
+        role); the queue is bounded, and a pod that gets no slot in time fails alone and leaves nothing behind.
+      - Ansible kills a module at its C(async) limit, and a pod killed while it boots cannot clean up after itself, so
+        a task that starts a pod refuses an C(async) limit shorter than O(wait_timeout) plus a margin.
   check_mode:
     support: full
     description: Reports the planned actions and diff without pulling images or touching libvirt.
@@ -897,7 +910,8 @@ ARGUMENT_SPEC = with_common_args(
         "service_template": {"type": "str"},
         "service_config": {"type": "str"},
         "services_hash": {"type": "str"},
-    }
+    },
+    host=True,
 )
 
 
