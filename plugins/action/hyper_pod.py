@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.concurrency import async_too_short
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_plan import services_hash
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_spec import final_services, normalise_services
@@ -37,6 +38,12 @@ class ActionModule(ActionBase):
         for option in INTERNAL_OPTIONS:
             if args.get(option) is not None:
                 result.update(failed=True, msg=f"option {option} is set by the hyper_pod action plugin; use service_template to shape the configuration")
+                return result
+        if self._task.async_val and not self._task.check_mode:
+            # Ansible SIGKILLs an async module at its limit: refuse a limit a boot cannot fit in, before anything is made.
+            why = async_too_short(self._task.async_val, args.get("state"), args.get("wait_timeout"))
+            if why:
+                result.update(failed=True, msg=why)
                 return result
         template = args.pop("service_template", None)
         if args.get("services") is not None and args.get("state") not in ("absent", "stopped"):

@@ -12,6 +12,7 @@ import hashlib
 from typing import Any, Callable, Mapping, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.concurrency import BootSlots
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.domain_xml import render_domain_xml
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, ImageError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host import DEFAULT_ROOT, resolve_accelerator
@@ -234,7 +235,10 @@ def _boot(
     def prepare(agent: Any) -> None:
         network.prepare_guest(agent, vm_id, spec, names)
 
-    runtime.boot(dom, str(spec["name"]), vm_id, containers, wait=wait, timeout=wait_timeout, prepare=prepare, setup=setup)
+    # The host's boot slots bound the boots at once (concurrency.py); the wait for one is not part of wait_timeout.
+    with BootSlots.for_root(runtime.root, deps.clock, deps.sleep).hold(f"pod {spec['name']} (VM {vm_id})") as waited:
+        deps.timings["boot_slot_wait"] = round(waited, 3)
+        runtime.boot(dom, str(spec["name"]), vm_id, containers, wait=wait, timeout=wait_timeout, prepare=prepare, setup=setup)
     try:
         _sync_ports(client, network, dom, vm_id, spec, deps)
     except HyperError as err:
