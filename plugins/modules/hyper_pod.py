@@ -376,6 +376,8 @@ options:
   wait_timeout:
     description:
       - Seconds from starting the VM until its guest agent answers and (with O(wait)) every container runs.
+      - The wait for one of the host's boot slots comes before and is not part of it (C(boot_queue_timeout) in
+        C(host.json), see C(docs/concurrency.md)).
     type: int
     default: 120
   recreate:
@@ -777,10 +779,12 @@ pod:
           type: int
           sample: 0
 timings:
-  description: Seconds from starting the VM until its guest agent answered and until every container ran.
+  description:
+    - Seconds from starting the VM until its guest agent answered and until every container ran.
+    - C(boot_slot_wait) is the wait for one of the host's boot slots before the VM started.
   returned: when the pod was started
   type: dict
-  sample: {agent_ready: 3.1, containers_running: 5.2}
+  sample: {boot_slot_wait: 0.0, agent_ready: 3.1, containers_running: 5.2}
 step:
   description: The step that failed, such as V(waiting for the guest agent).
   returned: failure while starting a pod
