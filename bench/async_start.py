@@ -6,7 +6,7 @@ For each N (default 1, 3, 6), one ``ansible-playbook`` run per way, alternating 
 
 - sequential (the baseline): one ``hyper.pods.hyper_pod`` task looping over N pods, no async;
 - async: the same task with ``async: 600`` and ``poll: 0``, then an ``async_status`` task that
-  collects every job (``until: finished``, 0.5 s between polls).
+  collects every job (``until: finished``, 1 s between polls, as docs/concurrency.md advises).
 
 Timed by the bench_timing callback (bench/callback_plugins): the wall time of those tasks, from the
 first task's start to the last item's end (Ansible's own start-up is outside it). Printed per N:
@@ -52,24 +52,29 @@ PLAYBOOK = """\
   hosts: localhost
   gather_facts: false
   vars:
-    pod:
-      name: "{{ prefix }}{{ item }}"
-      memory: 128
-      root: "{{ root }}"
-      uri: "{{ uri }}"
-      containers:
-        - {name: main, image: "{{ image }}", command: [sleep, "3600"]}
+    containers:
+      - {name: main, image: "{{ image }}", command: [sleep, "3600"]}
   tasks:
     - name: The pods
       block:
         - name: start one after another
-          hyper.pods.hyper_pod: "{{ pod }}"
+          hyper.pods.hyper_pod:
+            name: "{{ prefix }}{{ item }}"
+            memory: 128
+            root: "{{ root }}"
+            uri: "{{ uri }}"
+            containers: "{{ containers }}"
           loop: "{{ range(n | int) | list }}"
           when: mode == 'sequential'
           register: sequential
 
         - name: start at once
-          hyper.pods.hyper_pod: "{{ pod }}"
+          hyper.pods.hyper_pod:
+            name: "{{ prefix }}{{ item }}"
+            memory: 128
+            root: "{{ root }}"
+            uri: "{{ uri }}"
+            containers: "{{ containers }}"
           loop: "{{ range(n | int) | list }}"
           when: mode == 'async'
           async: 600
@@ -84,7 +89,7 @@ PLAYBOOK = """\
           register: collected
           until: collected.finished
           retries: 1200
-          delay: 0.5
+          delay: 1
 
         - name: write the timings
           ansible.builtin.copy:
@@ -111,7 +116,7 @@ PLAYBOOK = """\
           register: removed
           until: removed.finished
           retries: 1200
-          delay: 0.5
+          delay: 1
 
         - name: forget the jobs
           ansible.builtin.async_status:
@@ -139,7 +144,10 @@ def run_playbook(work: str, mode: str, count: int, prefix: str, args: argparse.N
     argv.append(os.path.join(work, "play.yml"))
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"ansible-playbook ({mode}, {count} pods) failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
+        # The failed items' lines (their messages), not the tail: the always: block's output ends the run.
+        failed = [line[:2000] for line in done.stdout.splitlines() if line.startswith(("fatal:", "failed:")) or '"msg":' in line]
+        summary = "\n".join(failed[-20:]) or done.stdout[-3000:]
+        raise RuntimeError(f"ansible-playbook ({mode}, {count} pods) failed ({done.returncode}):\n{summary}\n{done.stderr[-2000:]}")
     with open(timing, encoding="utf-8") as lines:
         records = [json.loads(line) for line in lines if line.strip()]
     wall = sum(r["seconds"] for r in records if r["task"] in TIMED[mode] and r["ok"])
