@@ -5,6 +5,9 @@
 Without ``services`` it only runs the module. With them, the pod's services are exactly the
 listed ones, so the configuration is rendered here from that list (as hyper_service does) and
 sent to the module with the list's hash.
+
+With ``async`` the module runs under Ansible's async_wrapper like any module (the rendering
+happens before, on the controller), so ``poll: 0`` and ``async_status`` work as for a plain module.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any, Optional
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.boot_slots import async_too_short
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import DEFAULT_WAIT_TIMEOUT
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.plan import services_hash
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.spec import final_services, normalise_services
 from ansible_collections.hyper.pods.plugins.plugin_utils._adapter import action_failure, refuse_internal
@@ -25,6 +30,8 @@ INTERNAL_OPTIONS = ("service_config", "services_hash")
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
+    _supports_async = True
+    _supports_check_mode = True
 
     def run(self, tmp: Optional[str] = None, task_vars: Optional[dict[str, Any]] = None) -> dict[str, Any]:
         task_vars = task_vars or {}
@@ -34,6 +41,12 @@ class ActionModule(ActionBase):
         if refused:
             result.update(failed=True, msg=refused)
             return result
+        if self._task.async_val and not self._task.check_mode:
+            # Ansible SIGKILLs an async module at its limit: refuse a limit a boot cannot fit in, before anything is made.
+            why = async_too_short(self._task.async_val, args.get("state"), args.get("wait_timeout"), DEFAULT_WAIT_TIMEOUT)
+            if why:
+                result.update(failed=True, msg=why)
+                return result
         template = args.pop("service_template", None)
         if args.get("services") is not None and args.get("state") not in ("absent", "stopped"):
             try:
@@ -44,5 +57,7 @@ class ActionModule(ActionBase):
             except RenderError as err:
                 return action_failure(result, RenderError(str(err).replace("option template=", "option service_template=")))
             args["services_hash"] = services_hash(services)
-        result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+        # As ansible-core's normal action: a connection with its own async runs the module as is.
+        wrap_async = bool(self._task.async_val) and not self._connection.has_native_async
+        result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars, wrap_async=wrap_async))
         return result

@@ -7,6 +7,10 @@ drop services the task does not list), so unless the task lists every service (`
 ``state=present``) the module is called once to read it. The configuration is rendered from
 that list and sent with the list's hash; the module refuses it if the pod's services changed
 in between.
+
+With ``async`` only the last call runs under Ansible's async_wrapper: the read (when needed) must
+finish before the configuration can be rendered, so it runs first, synchronously (it changes
+nothing). ``poll: 0`` then returns the job id of the call that applies the configuration.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ TRUE = (True, "yes", "true", "True", "on", "1")
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
+    _supports_async = True
+    _supports_check_mode = True
 
     def run(self, tmp: Optional[str] = None, task_vars: Optional[dict[str, Any]] = None) -> dict[str, Any]:
         task_vars = task_vars or {}
@@ -45,7 +51,7 @@ class ActionModule(ActionBase):
                 # Every service is listed: the final list needs nothing from the pod.
                 services: list[dict[str, Any]] = final_services([], normalise_services(args.get("services"), state), state, True)
             else:
-                first = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
+                first = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars, wrap_async=False)
                 if first.get("failed"):
                     result.update(first)
                     return result
@@ -54,5 +60,7 @@ class ActionModule(ActionBase):
         except (SpecError, RenderError) as err:
             return action_failure(result, err)
         args.update(config=config, services_hash=services_hash(services))
-        result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+        # As ansible-core's normal action: a connection with its own async runs the module as is.
+        wrap_async = bool(self._task.async_val) and not self._connection.has_native_async
+        result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars, wrap_async=wrap_async))
         return result

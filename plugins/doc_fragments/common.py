@@ -14,6 +14,15 @@ options:
       - The libvirt connection URI of the hyper host.
     type: str
     default: qemu:///system
+requirements:
+  - libvirt-python (C(python3-libvirt) on Debian) on the hyper host
+  - libvirtd and QEMU on the hyper host
+"""
+
+    # hyper.pods.common.host: the options of the modules that read the hyper host's state (host.json,
+    # images) and boot VMs. Twin of HOST_ARGUMENT_SPEC; the same unit test keeps them in step.
+    HOST = r"""
+options:
   root:
     description:
       - Directory holding the hyper host's state, written by the C(hyper.pods.host) and
@@ -30,7 +39,4 @@ options:
     type: str
     choices: [auto, kvm, tcg]
     default: auto
-requirements:
-  - libvirt-python (C(python3-libvirt) on Debian) on the hyper host
-  - libvirtd and QEMU on the hyper host
 """

@@ -21,6 +21,14 @@ author:
 extends_documentation_fragment:
   - hyper.pods.common
 attributes:
+  action:
+    support: none
+    description: No action plugin; the module runs on the hyper host only.
+  async:
+    support: full
+    description:
+      - Runs under C(async), also with C(poll=0) and M(ansible.builtin.async_status), with the same result as without.
+      - O(timeout) still bounds the command.
   check_mode:
     support: none
     description: The command is not run in check mode. Ansible skips the task.
@@ -103,7 +111,6 @@ notes:
   - C(crun) reports a process killed by signal N as exit code 128+N. The module returns such
     codes (129 to 192) as RV(signal) with RV(rc=null), even when the command exited with that code
     itself.
-  - The O(root) and O(accelerator) options are accepted for symmetry with the other modules and not used.
 seealso:
   - module: hyper.pods.hyper_pod
   - module: hyper.pods.hyper_pod_info

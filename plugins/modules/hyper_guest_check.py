@@ -19,7 +19,16 @@ author:
   - hyper.pods developers (@hyper-pods)
 extends_documentation_fragment:
   - hyper.pods.common
+  - hyper.pods.common.host
 attributes:
+  action:
+    support: none
+    description: No action plugin; the module runs on the hyper host only.
+  async:
+    support: full
+    description:
+      - Runs under C(async), also with C(poll=0) and M(ansible.builtin.async_status), with the same result as without.
+      - Make C(async) longer than O(timeout).
   check_mode:
     support: full
     description: The check changes no persistent state, so it runs in check mode as well.
@@ -197,7 +206,8 @@ ARGUMENT_SPEC = with_common_args(
         "vcpus": {"type": "int", "default": 1},
         "timeout": {"type": "int", "default": 120},
         "command": {"type": "list", "elements": "str", "default": ["crun", "--version"]},
-    }
+    },
+    host=True,
 )
 
 

@@ -30,8 +30,21 @@ author:
   - hyper.pods developers (@hyper-pods)
 extends_documentation_fragment:
   - hyper.pods.common
+  - hyper.pods.common.host
   - hyper.pods.services
 attributes:
+  action:
+    support: full
+    description: An action plugin renders the haproxy configuration of O(services) on the controller, then runs the module on the hyper host.
+  async:
+    support: full
+    description:
+      - Runs under C(async), also with C(poll=0) and M(ansible.builtin.async_status), with the same result as
+        without (check mode and diff mode too). A loop of pods with C(poll=0) starts them all at once on one host.
+      - Boots beyond the host's boot slots queue for one (C(boot_slots) in C(host.json), set by the C(hyper.pods.host)
+        role); the queue is bounded, and a pod that gets no slot in time fails alone and leaves nothing behind.
+      - Ansible kills a module at its C(async) limit, and a pod killed while it boots cannot clean up after itself, so
+        a task that starts a pod refuses an C(async) limit shorter than O(wait_timeout) plus a margin.
   check_mode:
     support: full
     description: Reports the planned actions and diff without pulling images or touching libvirt.
@@ -364,6 +377,8 @@ options:
   wait_timeout:
     description:
       - Seconds from starting the VM until its guest agent answers and (with O(wait)) every container runs.
+      - The wait for one of the host's boot slots comes before and is not part of it (C(boot_queue_timeout) in
+        C(host.json), see C(docs/concurrency.md)).
     type: int
     default: 120
   recreate:
@@ -698,10 +713,12 @@ pod:
           elements: str
           sample: ["httpd: listening on 8080"]
 timings:
-  description: Seconds from starting the VM until its guest agent answered and until every container ran.
+  description:
+    - Seconds from starting the VM until its guest agent answered and until every container ran.
+    - C(boot_slot_wait) is the wait for one of the host's boot slots before the VM started.
   returned: when the pod was started
   type: dict
-  sample: {agent_ready: 3.1, containers_running: 5.2}
+  sample: {boot_slot_wait: 0.0, agent_ready: 3.1, containers_running: 5.2}
 step:
   description: The step that failed, such as V(waiting for the guest agent).
   returned: failure while starting a pod
@@ -831,7 +848,8 @@ ARGUMENT_SPEC = with_common_args(
         "service_template": {"type": "str"},
         "service_config": {"type": "str"},
         "services_hash": {"type": "str"},
-    }
+    },
+    host=True,
 )
 
 

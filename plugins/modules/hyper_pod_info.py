@@ -17,6 +17,12 @@ author:
 extends_documentation_fragment:
   - hyper.pods.common
 attributes:
+  action:
+    support: none
+    description: No action plugin; the module runs on the hyper host only.
+  async:
+    support: full
+    description: Runs under C(async), also with C(poll=0) and M(ansible.builtin.async_status), with the same result as without.
   check_mode:
     support: full
     description: The module only reads.
@@ -47,7 +53,6 @@ options:
     type: int
     default: 0
 notes:
-  - The O(root) and O(accelerator) options are accepted for symmetry with the other modules and not used.
   - Values that come from the guest (container states, logs) are data, never templates. Ansible treats
     every module result as untrusted, so the module does not mark them itself.
 seealso:

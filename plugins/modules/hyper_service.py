@@ -35,6 +35,14 @@ attributes:
   action:
     support: full
     description: An action plugin renders the haproxy configuration on the controller, then runs the module on the hyper host.
+  async:
+    support: full
+    description:
+      - Runs under C(async), also with C(poll=0) and M(ansible.builtin.async_status), with the same result as
+        without (check mode and diff mode too).
+      - Unless O(purge=true) and O(state=present), the action plugin first reads the pod's services, synchronously
+        (the configuration is rendered from them on the controller), then starts the module that applies it
+        asynchronously.
   check_mode:
     support: full
     description: Reads the pod's services and configuration, reports the actions and the diff, changes nothing.
@@ -98,7 +106,6 @@ options:
 notes:
   - The services live in the pod's guest. A pod that is restarted or recreated comes back with a
     fresh haproxy container and no services; run the task again.
-  - The O(root) and O(accelerator) options are accepted for symmetry with the other modules and not used.
 seealso:
   - module: hyper.pods.hyper_pod
   - module: hyper.pods.hyper_exec

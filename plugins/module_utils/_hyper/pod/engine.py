@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Optional
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, ImageError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.manifest import GuestImage, resolve_image
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.boot_slots import BootSlots
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import DEFAULT_ROOT, resolve_accelerator
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import DEFAULT_PULL_POLICY, check_pull_policy
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import DEFAULT_STOP_TIMEOUT, DEFAULT_WAIT_TIMEOUT, PodRuntime
@@ -273,7 +274,10 @@ class PodTask:
             self.network.prepare_guest(agent, vm_id, pod, names)
 
         self.session.drop_agent(vm_id)
-        self.runtime.boot(dom, pod.name, vm_id, containers, wait=self.wait, timeout=self.wait_timeout, prepare=prepare, setup=setup)
+        # The host's boot slots bound the boots at once (host/boot_slots.py); the wait for one is not part of wait_timeout.
+        with BootSlots.for_root(self.root, self.session.clock, self.session.sleep).hold(f"pod {pod.name} (VM {vm_id})") as waited:
+            self.session.timings["boot_slot_wait"] = round(waited, 3)
+            self.runtime.boot(dom, pod.name, vm_id, containers, wait=self.wait, timeout=self.wait_timeout, prepare=prepare, setup=setup)
         try:
             self._sync_ports(dom, vm_id, pod)
         except HyperError as err:

@@ -1,6 +1,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The common doc fragment and COMMON_ARGUMENT_SPEC must say the same thing."""
+"""The common doc fragments and their argument specs must say the same thing."""
 
 from __future__ import annotations
 
@@ -8,29 +8,57 @@ import pytest
 import yaml
 
 from ansible_collections.hyper.pods.plugins.doc_fragments.common import ModuleDocFragment
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.common_args import COMMON_ARGUMENT_SPEC, with_common_args
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.common_args import COMMON_ARGUMENT_SPEC, HOST_ARGUMENT_SPEC, with_common_args
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import parse_metadata, render_metadata
 
-DOC_OPTIONS = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+# (fragment text, its twin argument spec)
+TWINS = {
+    "hyper.pods.common": (ModuleDocFragment.DOCUMENTATION, COMMON_ARGUMENT_SPEC),
+    "hyper.pods.common.host": (ModuleDocFragment.HOST, HOST_ARGUMENT_SPEC),
+}
+SETTINGS = [(fragment, name) for fragment, (_doc, spec) in TWINS.items() for name in sorted(spec)]
 
 
-def test_same_option_names() -> None:
-    assert sorted(DOC_OPTIONS) == sorted(COMMON_ARGUMENT_SPEC)
+def doc_options(fragment: str) -> dict[str, dict[str, object]]:
+    options: dict[str, dict[str, object]] = yaml.safe_load(TWINS[fragment][0])["options"]
+    return options
 
 
-@pytest.mark.parametrize("name", sorted(COMMON_ARGUMENT_SPEC))
+@pytest.mark.parametrize("fragment", sorted(TWINS))
+def test_same_option_names(fragment: str) -> None:
+    assert sorted(doc_options(fragment)) == sorted(TWINS[fragment][1])
+
+
+@pytest.mark.parametrize(("fragment", "name"), SETTINGS)
 @pytest.mark.parametrize("key", ["type", "default", "choices", "aliases"])
-def test_same_option_settings(name: str, key: str) -> None:
-    assert DOC_OPTIONS[name].get(key) == COMMON_ARGUMENT_SPEC[name].get(key)
+def test_same_option_settings(fragment: str, name: str, key: str) -> None:
+    assert doc_options(fragment)[name].get(key) == TWINS[fragment][1][name].get(key)
 
 
-def test_with_common_args_merges_and_refuses_redefinition() -> None:
-    merged = with_common_args({"image": {"type": "str"}})
-    assert set(merged) == {"image", *COMMON_ARGUMENT_SPEC}
+def test_fragments_do_not_overlap() -> None:
+    assert not set(COMMON_ARGUMENT_SPEC) & set(HOST_ARGUMENT_SPEC)
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [(False, {"image", *COMMON_ARGUMENT_SPEC}), (True, {"image", *COMMON_ARGUMENT_SPEC, *HOST_ARGUMENT_SPEC})],
+)
+def test_with_common_args_merges(host: bool, expected: set[str]) -> None:
+    merged = with_common_args({"image": {"type": "str"}}, host=host)
+    assert set(merged) == expected
     merged["uri"]["default"] = "changed"
     assert COMMON_ARGUMENT_SPEC["uri"]["default"] == "qemu:///system"  # a copy, not the shared dict
-    with pytest.raises(ValueError, match="uri"):
-        with_common_args({"uri": {"type": "str"}})
+
+
+@pytest.mark.parametrize(("option", "host"), [("uri", False), ("uri", True), ("root", True), ("accelerator", True)])
+def test_with_common_args_refuses_redefinition(option: str, host: bool) -> None:
+    with pytest.raises(ValueError, match=option):
+        with_common_args({option: {"type": "str"}}, host=host)
+
+
+def test_host_options_may_be_own_options_without_host() -> None:
+    # A module without the host fragment is free to have an option of that name (none does today).
+    assert with_common_args({"root": {"type": "str"}})["root"] == {"type": "str"}
 
 
 @pytest.mark.parametrize("value", [{"pod": "web", "n": [1, 2]}, "text with <markup> & stuff", None, 3])

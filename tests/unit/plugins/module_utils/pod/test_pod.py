@@ -25,6 +25,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (
     LibvirtFailure,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import PreparedContainer
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.boot_slots import BootQueueTimeout, BootSlots
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession
@@ -531,6 +532,45 @@ def test_failure_to_start_the_vm_leaves_nothing(h: Harness) -> None:
     with pytest.raises(PodError, match="starting the VM failed: starting domain: Cannot access storage file"):
         h.run()
     assert h.pods() == []
+
+
+def hold_every_boot_slot(h: Harness, queue_timeout: float) -> Any:
+    """host.json with one boot slot, held by a boot of another pod (another task)."""
+    (h.root / "host.json").write_text(json.dumps({"accelerator": "tcg", "format": 1, "boot_slots": 1, "boot_queue_timeout": queue_timeout}))
+    other = BootSlots.for_root(str(h.root)).hold("pod other")
+    other.__enter__()
+    return other
+
+
+def test_a_boot_that_gets_no_slot_in_time_leaves_nothing(h: Harness) -> None:
+    other = hold_every_boot_slot(h, 5)
+    try:
+        with pytest.raises(BootQueueTimeout, match="waited 5 s for a boot slot, and all 1 of the host's boot slots stayed busy"):
+            h.run()
+    finally:
+        other.__exit__(None, None, None)
+    assert h.pods() == [] and os.listdir(h.root / "run") == []
+    assert h.calls == ["digests check_mode=False", "prepare"]  # no container was written
+    assert sum(h.clock.sleeps) >= 5  # it queued for the slot, on the harness clock
+
+
+def test_a_boot_of_an_existing_pod_that_gets_no_slot_keeps_its_definition(h: Harness) -> None:
+    h.run(state="present")
+    dom = h.pods()[0]
+    other = hold_every_boot_slot(h, 0)
+    try:
+        with pytest.raises(BootQueueTimeout):
+            h.run()
+    finally:
+        other.__exit__(None, None, None)
+    assert h.pods() == [dom] and not dom.active
+    assert h.run()["actions"] == ["start"]  # the slot is free again
+
+
+def test_the_wait_for_a_boot_slot_is_in_the_timings(h: Harness) -> None:
+    deps = h.deps()
+    ensure_pod(h.params(name="pe-test-2"), False, False, deps)
+    assert deps.timings["boot_slot_wait"] == 0.0 and "containers_running" in deps.timings
 
 
 def test_image_failure_happens_before_libvirt_hears_of_the_pod(h: Harness) -> None:
