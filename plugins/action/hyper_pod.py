@@ -4,7 +4,8 @@
 
 Without ``services`` it only runs the module. With them, the pod's services are exactly the
 listed ones, so the configuration is rendered here from that list (as hyper_service does) and
-sent to the module with the list's hash.
+sent to the module with the list's hash. A ``warnings`` list (what the from_kube and from_hyperd
+filters did not convert) is shown as the task's warnings and not sent to the module.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ class ActionModule(ActionBase):
             if args.get(option) is not None:
                 result.update(failed=True, msg=f"option {option} is set by the hyper_pod action plugin; use service_template to shape the configuration")
                 return result
+        # The from_kube and from_hyperd filters list what they did not convert under "warnings": shown, not sent on.
+        warnings = args.pop("warnings", None)
+        if warnings is not None and (not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings)):
+            result.update(failed=True, msg=f"option warnings (from the from_kube and from_hyperd filters) must be a list of strings, not {warnings!r}")
+            return result
         template = args.pop("service_template", None)
         if args.get("services") is not None and args.get("state") not in ("absent", "stopped"):
             try:
@@ -46,4 +52,6 @@ class ActionModule(ActionBase):
                 return result
             args["services_hash"] = services_hash(services)
         result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+        if warnings:
+            result["warnings"] = [*warnings, *result.get("warnings", [])]
         return result

@@ -67,7 +67,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("collection")
     run([str(BIN / "ansible-galaxy"), "collection", "build", "--force", "--output-path", str(work / "dist"), str(ROOT)])
     (tarball,) = (work / "dist").glob("hyper-pods-*.tar.gz")
-    run([str(BIN / "ansible-galaxy"), "collection", "install", "--offline", "-p", str(work / "collections"), str(tarball)])
+    run([str(BIN / "ansible-galaxy"), "collection", "install", "--offline", "--force", "-p", str(work / "collections"), str(tarball)])
+    # --force: without it ansible-galaxy skips a collection found in ANSIBLE_COLLECTIONS_PATH (make's .build).
+    assert (work / "collections" / "ansible_collections" / "hyper" / "pods" / "MANIFEST.json").is_file()
     return work / "collections"
 
 
