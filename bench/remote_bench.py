@@ -85,16 +85,15 @@ def test_sshd(port: int) -> Iterator[str]:
             os.chmod(path, 0o700 if name == "ssh" else 0o600)
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         subprocess.run(["/usr/sbin/sshd", "-f", f"{work}/sshd_config", "-E", f"{work}/sshd.log"], check=True)
-        for _ in range(100):
+        for _attempt in range(100):
             if os.path.exists(f"{work}/sshd.pid") and os.path.getsize(f"{work}/sshd.pid") > 0:
                 break
             time.sleep(0.05)
         yield f"qemu+ssh://root@localhost:{port}/system?command={work}/ssh"
     finally:
         # sshd writes its pid file once it listens; a daemon that started is stopped by it, whatever failed.
-        with contextlib.suppress(OSError, ValueError):
-            with open(f"{work}/sshd.pid", encoding="ascii") as handle:
-                pid = int(handle.read().strip())
+        with contextlib.suppress(OSError, ValueError), open(f"{work}/sshd.pid", encoding="ascii") as handle:
+            pid = int(handle.read().strip())
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)

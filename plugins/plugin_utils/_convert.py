@@ -52,17 +52,36 @@ class Converter:
         self.warnings.append(f"{self.source} {where}: {message}")
 
     def check_fields(self, value: Mapping[str, Any], where: str, known: Sequence[str], warned: Mapping[str, str], refused: Mapping[str, str]) -> None:
-        """Every key of ``value`` must be known (mapped by the caller), warned about, or refused with a reason."""
+        """Every key of ``value`` must be known (mapped by the caller), warned about, or refused with a reason.
+
+        A refused field set to the value that asks for nothing (``hostNetwork: false``,
+        ``initContainers: []``, ``allowPrivilegeEscalation: true``) is no request and passes.
+        """
         for key in value:
             if value[key] is None or key in known:
                 continue
             path = f"{where}.{key}" if where else str(key)
-            if key in refused:
+            if key in refused and not asks_nothing(key, value[key]):
                 raise ConversionError(path, refused[key])
+            if key in refused:
+                continue
             if key in warned:
                 self.warn(path, warned[key])
                 continue
             raise ConversionError(path, f"is not a field {self.source} knows how to convert (known: {', '.join(sorted([*known, *warned, *refused]))})")
+
+
+# Fields whose default is true (false asks for something hyper_pod cannot give).
+TRUE_BY_DEFAULT = frozenset({"allowPrivilegeEscalation", "hostUsers"})
+
+
+def asks_nothing(key: str, value: object) -> bool:
+    """True when a field holds its Kubernetes default, which asks for nothing."""
+    if key in TRUE_BY_DEFAULT:
+        return value is True
+    if key == "procMount":
+        return value == "Default"
+    return value is False or (not isinstance(value, bool) and value in ("", [], {}))
 
 
 def mapping(value: object, where: str) -> Mapping[str, Any]:

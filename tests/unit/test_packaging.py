@@ -82,13 +82,13 @@ def introspected(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> t
 
 
 def test_introspect_python_is_the_controllers(introspected: tuple[list[str], str]) -> None:
-    pip, _ = introspected
+    pip = introspected[0]
     assert pip == CONTROLLER_PYTHON
 
 
 @pytest.mark.parametrize("platform", sorted(PLATFORMS))
 def test_introspect_system_is_the_controllers(introspected: tuple[list[str], str], platform: str) -> None:
-    _, bindep_text = introspected
+    bindep_text = introspected[1]
     runtime = packages(bindep_text, ["default", *PLATFORMS[platform]])
     builder = packages(bindep_text, ["compile", *PLATFORMS[platform]])
     assert runtime == CONTROLLER_RUNTIME[platform]

@@ -312,7 +312,7 @@ def _pod(container: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]
             {
                 "kind": "StatefulSet",
                 "metadata": {"name": "db"},
-                "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}, "volumeClaimTemplates": []},
+                "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}, "volumeClaimTemplates": [{"metadata": {"name": "data"}}]},
             },
             "spec.volumeClaimTemplates",
             "persistent volume claims",
@@ -323,6 +323,33 @@ def test_refused(manifest: dict[str, Any], where: str, why: str) -> None:
     with pytest.raises(ConversionError) as caught:
         from_kube(manifest)
     assert where in caught.value.where and why in str(caught.value)
+
+
+def test_defaults_that_ask_for_nothing_pass() -> None:
+    """kubectl get -o yaml writes fields at their defaults; those are no request and convert."""
+    manifest = _pod(
+        {"securityContext": {"privileged": False, "allowPrivilegeEscalation": True, "readOnlyRootFilesystem": False, "procMount": "Default"}, "envFrom": []},
+        hostNetwork=False,
+        hostPID=False,
+        initContainers=[],
+        hostUsers=True,
+    )
+    assert from_kube(manifest)["containers"] == [{"name": "c", "image": "busybox", "restart_policy": "always"}]
+
+
+@pytest.mark.parametrize(
+    ("container", "spec", "where"),
+    [
+        ({"securityContext": {"allowPrivilegeEscalation": False}}, {}, "allowPrivilegeEscalation"),
+        ({}, {"hostUsers": False}, "spec.hostUsers"),
+        ({"securityContext": {"procMount": "Unmasked"}}, {}, "procMount"),
+        ({"securityContext": {"readOnlyRootFilesystem": True}}, {}, "readOnlyRootFilesystem"),
+    ],
+)
+def test_hardening_that_cannot_be_applied_is_refused(container: dict[str, Any], spec: dict[str, Any], where: str) -> None:
+    with pytest.raises(ConversionError) as caught:
+        from_kube(_pod(container, **spec))
+    assert where in caught.value.where
 
 
 @pytest.mark.parametrize(
