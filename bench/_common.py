@@ -29,12 +29,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.container_exec import find_running_pod  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.image import GuestImage  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import Domain, LibvirtClient, import_libvirt  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod import ensure_pod  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_vm import discard_vm, list_pods  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.manifest import GuestImage  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.domain import discard_vm  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import list_pods  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import running_pod  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import Domain, LibvirtClient, import_libvirt  # noqa: E402
 
 PREFIX = "bench-"
 BOOT_TIMEOUT = 180.0
@@ -94,7 +95,8 @@ class BenchPod:
         """Create and start the pod; its domain and VM id."""
         self.created = True
         ensure_pod(self.params("started"), False)
-        return find_running_pod(self.client, self.name)
+        found = running_pod(self.client, self.name)
+        return found.dom, found.current.vm_id
 
     def cleanup(self) -> None:
         if not self.created:

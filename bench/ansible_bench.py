@@ -39,9 +39,9 @@ from typing import Any, Optional
 
 from _common import HERE, PREFIX, REPO, BenchPod, load_average, median, sigterm_interrupts
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import GuestAgent, LibvirtAgentTransport
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.container_exec import container_rootfs
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import LibvirtClient
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent, LibvirtAgentTransport
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.exec import container_rootfs
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import LibvirtClient
 
 POD_PREFIX = PREFIX + "ans-"
 DEFAULT_IMAGE = "oci:/var/lib/hyper-test/images/oci:debian-python"

@@ -27,11 +27,11 @@ from typing import Callable, Optional
 
 from _common import REPO, Sample, Tracker, console_path, load_average, median, remove, run_baseline, sigterm_interrupts
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import GuestAgent, LibvirtAgentTransport
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.domain_xml import DomainSpec, render_domain_xml
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.host import resolve_accelerator
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.image import GuestImage, load_image
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import LibvirtClient
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent, LibvirtAgentTransport
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.manifest import GuestImage, load_image
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import resolve_accelerator
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import LibvirtClient
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import DomainSpec, render_domain_xml
 
 PREFIX = "bench-"
 BOOT_TIMEOUT = 180.0

@@ -31,11 +31,11 @@ from typing import Any, Callable, Optional
 
 from _common import PREFIX, BenchPod, load_average, median, sigterm_interrupts
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import GuestAgent, LibvirtAgentTransport
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.container_exec import run_in_container
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.data_channel import Pusher, data_channels, usable_channels
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.host import resolve_accelerator
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import LibvirtClient, import_libvirt
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent, LibvirtAgentTransport
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.data_channel import Pusher, data_channels, usable_channels
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.exec import run_in_container
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import resolve_accelerator
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import LibvirtClient, import_libvirt
 
 POD_PREFIX = PREFIX + "exec-"
 DEFAULT_IMAGE = "oci:/var/lib/hyper-test/images/oci:busybox"

@@ -43,16 +43,18 @@ from typing import Any, Callable, Optional, Sequence
 
 from _common import PREFIX, Sample, Tracker, load_average, median, run_baseline, sigterm_interrupts
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import GuestAgent, LibvirtAgentTransport
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_check import console_path
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.host import resolve_accelerator
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.image import GuestImage, load_image
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import Domain, LibvirtClient
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod import ensure_pod
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_runtime import GuestPodApi, PodDeps, default_guest_pod
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_vm import discard_vm, list_pods
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.volumes import remove_volume
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent, LibvirtAgentTransport
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.manifest import GuestImage, load_image
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.console import console_path
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import resolve_accelerator
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.domain import discard_vm
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import list_pods
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import GuestPodApi, default_guest_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes import remove_volume
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import Domain, LibvirtClient
 
 POD_PREFIX = PREFIX + "pod-"
 DEFAULT_IMAGE = "oci:/var/lib/hyper-test/images/oci:busybox"
@@ -190,7 +192,7 @@ class TimedGuestPod:
         return getattr(self.inner, name)
 
 
-def probe_deps(probe: Probe) -> PodDeps:
+def probe_deps(probe: Probe, uri: str) -> PodSession:
     def open_client(uri: str) -> LibvirtClient:
         client = TimedClient.open(uri)
         assert isinstance(client, TimedClient)
@@ -201,7 +203,7 @@ def probe_deps(probe: Probe) -> PodDeps:
         probe.mark("agent_ready")
         return TimedGuestPod(default_guest_pod(agent), probe)  # type: ignore[return-value]
 
-    return PodDeps(open_client=open_client, make_guest_pod=make_guest_pod)
+    return PodSession(uri, open_client=open_client, make_guest_pod=make_guest_pod)
 
 
 def guest_wall(text: str) -> float:
@@ -299,7 +301,7 @@ class Bench:
         try:
             call = time.monotonic()
             probe.marks["call"] = call
-            result = ensure_pod(self.pod_params(name, "started", kernel_args), False, False, probe_deps(probe))
+            result = ensure_pod(self.pod_params(name, "started", kernel_args), False, False, probe_deps(probe, self.args.uri))
             probe.mark("returned")
             lines = probe.watcher.stop() if probe.watcher else []
             marks = {k: v - call for k, v in probe.marks.items()}

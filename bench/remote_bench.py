@@ -38,10 +38,11 @@ from typing import Callable, Iterator, Optional
 
 from _common import PREFIX, BenchPod, load_average, median, sigterm_interrupts
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import GuestAgent, LibvirtAgentTransport
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.container_exec import find_running_pod, run_in_container
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.data_channel import Pusher, data_channels, is_local_uri, usable_channels
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import LibvirtClient
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent, LibvirtAgentTransport
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.data_channel import Pusher, data_channels, is_local_uri, usable_channels
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.exec import run_in_container
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import running_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import LibvirtClient
 
 POD_PREFIX = PREFIX + "remote-"
 DEFAULT_IMAGE = "oci:/var/lib/hyper-test/images/oci:busybox"
@@ -109,7 +110,8 @@ class Reach:
     def __init__(self, uri: str, pod: str) -> None:
         self.uri = uri
         self.client = LibvirtClient.open(uri)
-        dom, vm_id = find_running_pod(self.client, pod)
+        found = running_pod(self.client, pod)
+        dom, vm_id = found.dom, found.current.vm_id
         self.agent = GuestAgent(LibvirtAgentTransport(dom, vm_id), name=f"pod {pod} via {uri.split('?')[0]}")
         self.pusher: Optional[Pusher] = None
         if is_local_uri(uri):

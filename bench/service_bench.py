@@ -32,15 +32,15 @@ from _common import REPO, load_average, median, sigterm_interrupts
 from ansible.plugins.filter.core import comment
 from jinja2 import Environment, StrictUndefined
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import GuestAgent, LibvirtAgentTransport
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.container_exec import find_running_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import LibvirtClient
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod import ensure_pod
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service import ApplyCounts, apply_plan
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_guest import HaproxyGuest, ServiceGuestApi
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_plan import plan_services
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_spec import normalise_services
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent, LibvirtAgentTransport
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.engine import ApplyCounts, apply_plan
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.haproxy import HaproxyGuest, ServiceGuestApi
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.plan import plan_services
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.spec import normalise_services
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import running_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import LibvirtClient
 
 TEMPLATE = os.path.join(REPO, "plugins", "templates", "haproxy.cfg.j2")
 IMAGES = "/var/lib/hyper-test/images/oci"
@@ -216,7 +216,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         created = True
         ensure_pod(pod_params(name, "started", args), False)
         with LibvirtClient.open(args.uri) as client:
-            dom, vm_id = find_running_pod(client, name)
+            found = running_pod(client, name)
+            dom, vm_id = found.dom, found.current.vm_id
             agent = GuestAgent(LibvirtAgentTransport(dom, vm_id), name=name)
 
             def make_guest() -> ServiceGuestApi:

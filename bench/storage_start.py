@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 from _common import PREFIX, load_average, sigterm_interrupts
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod import ensure_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
 
 VARIANTS = ("plain", "share", "volume")
 DEFAULT_IMAGE = "oci:/var/lib/hyper-test/images/oci:busybox"

@@ -15,8 +15,9 @@ from typing import Any, Optional
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_plan import services_hash
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_spec import final_services, normalise_services
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.plan import services_hash
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.spec import final_services, normalise_services
+from ansible_collections.hyper.pods.plugins.plugin_utils._adapter import action_failure, refuse_internal
 from ansible_collections.hyper.pods.plugins.plugin_utils._service_render import RenderError, render_services
 
 MODULE = "hyper.pods.hyper_pod"
@@ -30,10 +31,10 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         args = dict(self._task.args)
-        for option in INTERNAL_OPTIONS:
-            if args.get(option) is not None:
-                result.update(failed=True, msg=f"option {option} is set by the hyper_pod action plugin; use service_template to shape the configuration")
-                return result
+        refused = refuse_internal(args, INTERNAL_OPTIONS, "hyper_pod", "use service_template to shape the configuration")
+        if refused:
+            result.update(failed=True, msg=refused)
+            return result
         # The from_kube and from_hyperd filters list what they did not convert under "warnings": shown, not sent on.
         warnings = args.pop("warnings", None)
         if warnings is not None and (not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings)):
@@ -45,11 +46,9 @@ class ActionModule(ActionBase):
                 services = final_services([], normalise_services(args.get("services"), "present"), "present", True)
                 args["service_config"] = render_services(self, template, services, task_vars, args.get("name"), "haproxy")
             except SpecError as err:
-                result.update(failed=True, msg=err.message, option=err.option)
-                return result
+                return action_failure(result, err)
             except RenderError as err:
-                result.update(failed=True, msg=str(err).replace("option template=", "option service_template="))
-                return result
+                return action_failure(result, RenderError(str(err).replace("option template=", "option service_template=")))
             args["services_hash"] = services_hash(services)
         result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
         if warnings:

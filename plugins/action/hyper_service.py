@@ -16,8 +16,9 @@ from typing import Any, Optional
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_plan import services_hash
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_spec import check_state, final_services, normalise_services
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.plan import services_hash
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.spec import check_state, final_services, normalise_services
+from ansible_collections.hyper.pods.plugins.plugin_utils._adapter import action_failure, refuse_internal
 from ansible_collections.hyper.pods.plugins.plugin_utils._service_render import RenderError, render_services
 
 MODULE = "hyper.pods.hyper_service"
@@ -33,10 +34,10 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         args = dict(self._task.args)
-        for option in INTERNAL_OPTIONS:
-            if args.get(option) is not None:
-                result.update(failed=True, msg=f"option {option} is set by the hyper_service action plugin; use template to shape the configuration")
-                return result
+        refused = refuse_internal(args, INTERNAL_OPTIONS, "hyper_service", "use template to shape the configuration")
+        if refused:
+            result.update(failed=True, msg=refused)
+            return result
         template = args.pop("template", None)
         try:
             state = check_state(args.get("state"))
@@ -50,12 +51,8 @@ class ActionModule(ActionBase):
                     return result
                 services = list(first.get("services") or [])
             config = render_services(self, template, services, task_vars, args.get("pod"), str(args.get("container") or "haproxy"))
-        except SpecError as err:
-            result.update(failed=True, msg=err.message, option=err.option)
-            return result
-        except RenderError as err:
-            result.update(failed=True, msg=str(err))
-            return result
+        except (SpecError, RenderError) as err:
+            return action_failure(result, err)
         args.update(config=config, services_hash=services_hash(services))
         result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
         return result

@@ -141,7 +141,6 @@ EXAMPLES = r"""
 
 import os  # noqa: E402
 import posixpath  # noqa: E402
-import re  # noqa: E402
 import shlex  # noqa: E402
 from typing import Any, Optional  # noqa: E402
 
@@ -150,33 +149,27 @@ from ansible.module_utils.common.text.converters import to_bytes, to_text  # noq
 from ansible.plugins.connection import ConnectionBase  # noqa: E402
 from ansible.utils.display import Display  # noqa: E402
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import MAX_CHUNK, MAX_REQUEST_DATA, GuestAgent, LibvirtAgentTransport  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.container_exec import container_rootfs, find_running_pod, run_in_container  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.data_channel import (  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (  # noqa: E402
+    HyperError,
+)
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import MAX_CHUNK, MAX_REQUEST_DATA, GuestAgent, LibvirtAgentTransport  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.data_channel import (  # noqa: E402
     STREAM_MIN_SIZE,
     Pusher,
     data_channels,
     is_local_uri,
     usable_channels,
 )
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (  # noqa: E402
-    AgentTimeout,
-    AgentUnavailable,
-    ContainerError,
-    DomainNotFound,
-    HyperError,
-    LibvirtFailure,
-)
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import LibvirtClient  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.exec import container_rootfs, run_in_container  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.layout import CONTAINER_NAME  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import running_pod  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import LibvirtClient  # noqa: E402
+from ansible_collections.hyper.pods.plugins.plugin_utils._adapter import connection_error  # noqa: E402
 
 display = Display()
 
-_CONTAINER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 # A local file is sent in blocks of this size (each one guest-file-open/-write.../-close), so memory stays bounded.
 PUT_BLOCK = 4 * 1024 * 1024
-# The errors that mean "cannot reach the pod" (Ansible's unreachable), as opposed to a failed task.
-# ContainerError: the container is not (or no longer) running in the guest.
-_UNREACHABLE = (AgentUnavailable, AgentTimeout, DomainNotFound, LibvirtFailure, ContainerError)
 
 
 def parse_host(host: str, default_container: Optional[str]) -> tuple[str, Optional[str]]:
@@ -185,7 +178,7 @@ def parse_host(host: str, default_container: Optional[str]) -> tuple[str, Option
     if not pod or (sep and not container) or "/" in container:
         raise AnsibleConnectionFailure(f"hyper connection: host {host!r} is not POD or POD/CONTAINER")
     chosen = container if sep else (default_container or None)
-    if chosen is not None and not _CONTAINER_NAME.match(chosen):
+    if chosen is not None and not CONTAINER_NAME.fullmatch(chosen):
         raise AnsibleConnectionFailure(f"hyper connection: {chosen!r} is not a container name (host {host!r})")
     return pod, chosen
 
@@ -207,13 +200,6 @@ def guest_path(container: str, path: str) -> str:
     """Where a path of the container is in the guest; relative paths are taken from the container's root."""
     clean = posixpath.normpath(posixpath.join("/", path))
     return container_rootfs(container) + ("" if clean == "/" else clean)
-
-
-def _container_names(client: LibvirtClient, dom: Any) -> list[str]:
-    meta = client.get_metadata(dom)
-    spec = meta.get("spec") if isinstance(meta, dict) else None
-    containers = spec.get("containers") if isinstance(spec, dict) else None
-    return [str(c.get("name")) for c in containers or [] if isinstance(c, dict)]
 
 
 class Connection(ConnectionBase):
@@ -252,8 +238,9 @@ class Connection(ConnectionBase):
         except HyperError as err:
             raise AnsibleConnectionFailure(f"hyper connection to pod {pod}: {err.message}") from None
         try:
-            dom, vm_id = find_running_pod(client, pod)
-            self._container = pick_container(pod, wanted, _container_names(client, dom))
+            found = running_pod(client, pod)
+            dom, vm_id = found.dom, found.current.vm_id
+            self._container = pick_container(pod, wanted, [c.name for c in found.current.pod.containers])
             agent = self.make_agent(dom, f"pod {pod} ({vm_id})")
             agent.ping()
         except HyperError as err:
@@ -290,10 +277,7 @@ class Connection(ConnectionBase):
         return self._agent
 
     def _failure(self, err: HyperError, what: str) -> AnsibleError:
-        message = f"{self._where}: {what}: {err.message}"
-        if isinstance(err, _UNREACHABLE):
-            return AnsibleConnectionFailure(message)
-        return AnsibleError(message)
+        return connection_error(err, f"{self._where}: {what}")
 
     # -- commands ------------------------------------------------------------------------------
 

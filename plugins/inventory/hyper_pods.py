@@ -127,11 +127,13 @@ from ansible.errors import AnsibleParserError  # noqa: E402
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable  # noqa: E402
 from ansible.utils.unsafe_proxy import wrap_var  # noqa: E402
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import GuestAgent, LibvirtAgentTransport  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import Domain, LibvirtClient  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_vm import list_pods  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.spec import CONTAINER_NAME, POD_NAME  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent, LibvirtAgentTransport  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.layout import CONTAINER_NAME  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import POD_NAME  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import list_pods  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import Domain, LibvirtClient  # noqa: E402
+from ansible_collections.hyper.pods.plugins.plugin_utils._adapter import inventory_error  # noqa: E402
 
 CONNECTION = "hyper.pods.hyper"
 ALL_GROUP = "hyper_pods"
@@ -249,7 +251,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):  # type: i
                             record["addresses"] = self._addresses(found.dom, record) if cur.running else []
                         records.append(record)
             except HyperError as err:
-                raise AnsibleParserError(f"hyper_pods: listing the pods at {uri} failed: {err}") from None
+                raise inventory_error(err, f"hyper_pods: listing the pods at {uri} failed") from None
         return records
 
     def _addresses(self, dom: Domain, record: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -185,7 +185,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.ansible_adapter import run_module  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.common_args import with_common_args  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_check import GuestCheckRequest, check_guest  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.check import GuestCheckRequest, check_guest  # noqa: E402
 
 ARGUMENT_SPEC = with_common_args(
     {

@@ -30,6 +30,7 @@ author:
   - hyper.pods developers (@hyper-pods)
 extends_documentation_fragment:
   - hyper.pods.common
+  - hyper.pods.services.pod
 attributes:
   check_mode:
     support: full
@@ -376,79 +377,6 @@ options:
         stop at once, each within the lesser of its own O(containers[].stop_timeout) and this.
     type: int
     default: 30
-  services:
-    description:
-      - The pod's services, all of them (those not listed are removed), as for M(hyper.pods.hyper_service)
-        with O(hyper.pods.hyper_service#module:purge=true); see there and C(docs/services.md).
-      - When given, the pod gets an haproxy container called C(haproxy) (image O(service_image)) unless
-        O(containers) lists one of that name, and once the pod runs its services are applied. The
-        configuration is rendered on the controller, checked with C(haproxy -c), and reloaded without
-        dropped connections. A pod that does not run gets them when a task starts it.
-      - Leave it out to leave the pod's services alone.
-    type: list
-    elements: dict
-    suboptions:
-      name:
-        description:
-          - Name of the service, unique in the pod. Lower-case letters, digits and V(-), starting with a
-            letter or digit, at most 63 characters. It names the haproxy C(listen) section.
-        type: str
-        required: true
-      address:
-        description:
-          - The service address, IPv4 or IPv6, added to the pod's C(lo) unless it is a loopback address.
-        type: str
-      port:
-        description:
-          - The service port, 1 to 65535.
-        type: int
-      protocol:
-        description:
-          - Only V(tcp). haproxy balances TCP (and HTTP over it), so any other value, V(udp) included, is an error.
-        type: str
-        default: tcp
-      balance:
-        description:
-          - How connections are spread over the backends.
-        type: str
-        choices: [roundrobin, leastconn, source]
-        default: roundrobin
-      check:
-        description:
-          - Health checks of the backends (TCP connect). Backends that fail them get no connections.
-        type: dict
-        suboptions:
-          enabled:
-            description: Check the backends.
-            type: bool
-            default: false
-          interval:
-            description: Milliseconds between two checks of a backend, 100 to 3600000.
-            type: int
-            default: 2000
-      backends:
-        description:
-          - The servers behind the service. A service without backends refuses nothing but serves nothing.
-        type: list
-        elements: dict
-        default: []
-        suboptions:
-          address:
-            description: IPv4 or IPv6 address of the backend (V(127.0.0.1) for a container of the same pod).
-            type: str
-            required: true
-          port:
-            description: Port of the backend, 1 to 65535.
-            type: int
-            required: true
-          weight:
-            description: Relative share of the connections, 0 to 256.
-            type: int
-            default: 1
-          enabled:
-            description: V(false) keeps the backend in the configuration but sends it nothing.
-            type: bool
-            default: true
   service_image:
     description:
       - Image of the haproxy container added for O(services), built by the C(hyper.pods.haproxy_image) role.
@@ -664,7 +592,7 @@ pod:
       type: str
       sample: tcg
     guest_image:
-      description: Name of the guest image; V(null) for an explicit O(kernel) and O(initrd).
+      description: Name of the guest image; V(null) for an explicit kernel and initrd.
       type: str
       sample: default
     volumes:
@@ -682,7 +610,7 @@ pod:
     addresses:
       description:
         - The pod's addresses as the guest reports them (through the agent), one item per network.
-        - Empty when the pod is not running; in check mode, the static addresses only.
+        - Empty when the pod is not running or its agent does not answer; in check mode, the static addresses only.
       type: list
       elements: dict
       contains:
@@ -708,7 +636,7 @@ pod:
       elements: dict
       sample: [{host_ip: null, host_port: 8080, pod_port: 80, protocol: tcp}]
     dns:
-      description: Name servers given in O(dns) (empty when the network's resolver is used).
+      description: Name servers of the containers' C(resolv.conf) given in the pod's spec (empty means the network's resolver).
       type: list
       elements: str
       sample: []
@@ -766,6 +694,12 @@ pod:
           description: How often the guest restarted it.
           type: int
           sample: 0
+        logs:
+          description: The last lines of the container's log, as many as O(hyper.pods.hyper_pod_info#module:logs) asks.
+          returned: by M(hyper.pods.hyper_pod_info), when its O(hyper.pods.hyper_pod_info#module:logs) option is above 0
+          type: list
+          elements: str
+          sample: ["httpd: listening on 8080"]
 timings:
   description: Seconds from starting the VM until its guest agent answered and until every container ran.
   returned: when the pod was started
@@ -810,8 +744,8 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.ansible_adapter import run_module  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.common_args import with_common_args  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_services import ensure_pod_with_services  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_args import SERVICE_OPTIONS  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.services import ensure_pod_with_services  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.args import SERVICE_OPTIONS  # noqa: E402
 
 CONTAINER_OPTIONS = {
     "name": {"type": "str", "required": True},

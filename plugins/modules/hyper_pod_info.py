@@ -141,8 +141,8 @@ pods:
       sample: [{name: hyper, address: null}]
     addresses:
       description:
-        - The pod's addresses as the guest reports them through its agent, one item per network.
-        - Empty when the pod is not running or its agent does not answer.
+        - The pod's addresses as the guest reports them (through the agent), one item per network.
+        - Empty when the pod is not running or its agent does not answer; in check mode, the static addresses only.
       type: list
       elements: dict
       contains:
@@ -163,7 +163,7 @@ pods:
           type: str
           sample: 10.88.0.123/24
     ports:
-      description: Port mappings (ranges as V(LOW-HIGH)).
+      description: Port mappings (as given, with defaults filled; ranges as V(LOW-HIGH)).
       type: list
       elements: dict
       sample: [{host_ip: null, host_port: 8080, pod_port: 80, protocol: tcp}]
@@ -206,7 +206,7 @@ pods:
         restart_policy:
           description: The container's restart policy.
           type: str
-          sample: always
+          sample: never
         state:
           description:
             - As the guest reports it (V(running), V(starting), V(restarting), V(exited), V(stopped),
@@ -227,8 +227,8 @@ pods:
           type: int
           sample: 0
         logs:
-          description: The last O(logs) lines of the container's log.
-          returned: when O(logs) is above 0
+          description: The last lines of the container's log, as many as O(hyper.pods.hyper_pod_info#module:logs) asks.
+          returned: by M(hyper.pods.hyper_pod_info), when its O(hyper.pods.hyper_pod_info#module:logs) option is above 0
           type: list
           elements: str
           sample: ["httpd: listening on 8080"]
@@ -238,7 +238,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.ansible_adapter import run_module  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.common_args import with_common_args  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_info import pod_info  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.view import pod_info  # noqa: E402
 
 ARGUMENT_SPEC = with_common_args(
     {

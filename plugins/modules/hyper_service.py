@@ -30,6 +30,7 @@ author:
   - hyper.pods developers (@hyper-pods)
 extends_documentation_fragment:
   - hyper.pods.common
+  - hyper.pods.services
 attributes:
   action:
     support: full
@@ -58,77 +59,6 @@ options:
       - Name of the pod's haproxy container (image of the C(hyper.pods.haproxy_image) role).
     type: str
     default: haproxy
-  services:
-    description:
-      - The services this task is about.
-      - With O(state=present) each needs O(services[].name), O(services[].address), O(services[].port)
-        and its O(services[].backends); with O(state=absent) only O(services[].name) counts.
-      - Two services may share an address (on different ports), never an address and port.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      name:
-        description:
-          - Name of the service, unique in the pod. Lower-case letters, digits and V(-), starting with a
-            letter or digit, at most 63 characters. It names the haproxy C(listen) section.
-        type: str
-        required: true
-      address:
-        description:
-          - The service address, IPv4 or IPv6, added to the pod's C(lo) unless it is a loopback address.
-        type: str
-      port:
-        description:
-          - The service port, 1 to 65535.
-        type: int
-      protocol:
-        description:
-          - Only V(tcp). haproxy balances TCP (and HTTP over it), so any other value, V(udp) included, is an error.
-        type: str
-        default: tcp
-      balance:
-        description:
-          - How connections are spread over the backends.
-        type: str
-        choices: [roundrobin, leastconn, source]
-        default: roundrobin
-      check:
-        description:
-          - Health checks of the backends (TCP connect). Backends that fail them get no connections.
-        type: dict
-        suboptions:
-          enabled:
-            description: Check the backends.
-            type: bool
-            default: false
-          interval:
-            description: Milliseconds between two checks of a backend, 100 to 3600000.
-            type: int
-            default: 2000
-      backends:
-        description:
-          - The servers behind the service. A service without backends refuses nothing but serves nothing.
-        type: list
-        elements: dict
-        default: []
-        suboptions:
-          address:
-            description: IPv4 or IPv6 address of the backend (V(127.0.0.1) for a container of the same pod).
-            type: str
-            required: true
-          port:
-            description: Port of the backend, 1 to 65535.
-            type: int
-            required: true
-          weight:
-            description: Relative share of the connections, 0 to 256.
-            type: int
-            default: 1
-          enabled:
-            description: V(false) keeps the backend in the configuration but sends it nothing.
-            type: bool
-            default: true
   state:
     description:
       - V(present) adds or updates the listed services; V(absent) removes them.
@@ -309,8 +239,8 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.ansible_adapter import run_module  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.common_args import with_common_args  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service import ensure_services  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service_args import SERVICE_OPTIONS  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.args import SERVICE_OPTIONS  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.engine import ensure_services  # noqa: E402
 
 ARGUMENT_SPEC = with_common_args(
     {

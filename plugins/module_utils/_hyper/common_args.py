@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.host import ACCELERATOR_CHOICES, DEFAULT_ROOT
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import DEFAULT_URI
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import ACCELERATOR_CHOICES, DEFAULT_ROOT
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import DEFAULT_URI
 
 COMMON_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "uri": {"type": "str", "default": DEFAULT_URI},

@@ -15,8 +15,6 @@ from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNo
 from ansible.playbook.play_context import PlayContext
 
 from ansible_collections.hyper.pods.plugins.connection import hyper
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import MAX_REQUEST_DATA, GuestAgent
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.data_channel import STREAM_MIN_SIZE
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (
     AgentError,
     AgentTimeout,
@@ -26,6 +24,9 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (
     HyperError,
     LibvirtFailure,
 )
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import MAX_REQUEST_DATA, GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.data_channel import STREAM_MIN_SIZE
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import CurrentPod, FoundPod
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.fake_agent import FakeClock, Reply, ScriptedTransport
 
 
@@ -73,14 +74,15 @@ class World:
 def world(monkeypatch: pytest.MonkeyPatch) -> World:
     w = World()
 
-    def find_running_pod(client: FakeClient, pod: str) -> tuple[str, str]:
+    def running_pod(client: FakeClient, pod: str) -> FoundPod:
         if pod not in w.pods:
             raise HyperError(f"pod {pod} not found")
         running, names = w.pods[pod]
         if not running:
             raise DomainNotRunning(f"pod {pod} is not running")
         client.containers = names
-        return "dom-" + pod, "hyper-0000abcd"
+        spec = {"name": pod, "containers": [{"name": n, "image": "busybox"} for n in names]}
+        return FoundPod("dom-" + pod, CurrentPod("hyper-0000abcd", "uuid", spec, "running", True))  # type: ignore[arg-type]
 
     def run_in_container(agent: GuestAgent, container: str, argv: list[str], **kwargs: Any) -> Any:
         w.runs.append({"container": container, "argv": list(argv), **kwargs})
@@ -91,7 +93,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
             raise result
         return result
 
-    monkeypatch.setattr(hyper, "find_running_pod", find_running_pod)
+    monkeypatch.setattr(hyper, "running_pod", running_pod)
     monkeypatch.setattr(hyper, "run_in_container", run_in_container)
     return w
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.agent import GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.fake_agent import FakeClock, ScriptedTransport
 
 

@@ -4,24 +4,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.network import NetworkInfo, parse_network_xml
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod_network import PodNetwork
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.networks import NetworkInfo, parse_network_xml
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.pod import PodNetwork
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredPod, StoredPort
 
 HYPER_XML = """<network><name>hyper</name><forward mode='nat'/><bridge name='hyperbr0'/>
 <ip address='10.88.0.1' prefix='24'><dhcp><range start='10.88.0.100' end='10.88.0.254'/></dhcp></ip></network>"""
 
 
 class FakePorts:
-    """NftPorts in memory: vm id → the desired rules' (address, ports)."""
+    """NftPorts in memory: vm id → the desired rules' (address, ports as stored JSON)."""
 
     def __init__(self, log: list[str]) -> None:
         self.log = log
-        self.rules: dict[str, tuple[str, list[Mapping[str, Any]]]] = {}
+        self.rules: dict[str, tuple[str, list[dict[str, Any]]]] = {}
 
-    def sync(self, vm_id: str, address: Optional[str], ports: Sequence[Mapping[str, Any]], live_vms: Optional[Callable[[], set[str]]] = None) -> bool:
-        want = (str(address), [dict(p) for p in ports]) if ports and address else None
+    def sync(self, vm_id: str, address: Optional[str], ports: Sequence[StoredPort], live_vms: Optional[Callable[[], set[str]]] = None) -> bool:
+        want = (str(address), [p.to_json() for p in ports]) if ports and address else None
         live = live_vms() if live_vms is not None else None
         for stale in [v for v in self.rules if live is not None and v != vm_id and v not in live]:
             del self.rules[stale]
@@ -51,14 +52,14 @@ class FakePodNetwork(PodNetwork):
         self.log = log
         self.fail = fail
 
-    def prepare_guest(self, agent: Any, vm_id: str, spec: Mapping[str, Any], containers: Sequence[str]) -> None:
+    def prepare_guest(self, agent: Any, vm_id: str, pod: StoredPod, containers: Sequence[str]) -> None:
         if self.fail is not None:
             raise self.fail
-        self.log.append(f"net up {vm_id} {','.join(str(n['name']) for n in spec.get('networks') or [])}")
+        self.log.append(f"net up {vm_id} {','.join(n.name for n in pod.networks)}")
 
-    def addresses(self, agent: Any, vm_id: str, spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def addresses(self, agent: Any, vm_id: str, pod: StoredPod) -> list[dict[str, Any]]:
         out = []
-        for index, network in enumerate(spec.get("networks") or []):
-            address = network.get("address") or f"10.88.0.{100 + index}/24"
-            out.append({"network": network["name"], "interface": f"eth{index}", "mac": f"52:54:00:00:00:0{index}", "address": address})
+        for index, network in enumerate(pod.networks):
+            address = network.address or f"10.88.0.{100 + index}/24"
+            out.append({"network": network.name, "interface": f"eth{index}", "mac": f"52:54:00:00:00:0{index}", "address": address})
         return out

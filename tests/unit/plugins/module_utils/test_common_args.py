@@ -9,7 +9,7 @@ import yaml
 
 from ansible_collections.hyper.pods.plugins.doc_fragments.common import ModuleDocFragment
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.common_args import COMMON_ARGUMENT_SPEC, with_common_args
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.libvirt_client import parse_metadata, render_metadata
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import parse_metadata, render_metadata
 
 DOC_OPTIONS = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
 

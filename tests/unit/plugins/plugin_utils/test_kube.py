@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.spec import normalise_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import normalise_pod
 from ansible_collections.hyper.pods.plugins.plugin_utils._convert import ConversionError, quantity
 from ansible_collections.hyper.pods.plugins.plugin_utils._kube import from_kube
 

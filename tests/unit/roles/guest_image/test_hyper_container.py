@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_pod import container_meta, parse_status
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import container_meta, parse_status
 
 TEMPLATE = Path(__file__).resolve().parents[4] / "roles" / "guest_image" / "templates" / "hyper-container.sh.j2"
 BUSYBOX = shutil.which("busybox")
@@ -143,3 +143,32 @@ def test_logs_prints_the_last_lines(guest: Path) -> None:
 def test_remove_of_an_absent_container_is_no_error(guest: Path) -> None:
     result = hc(guest, "remove", "ghost")
     assert (result.returncode, result.stdout) == (0, "absent\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["hyper-img-0123456789", "/run/hyper/volumes/data", "rw"], "invalid volume serial 'hyper-img-0123456789'"),
+        (["hyper-vol-01;reboot", "/run/hyper/volumes/data", "rw"], "invalid volume serial"),
+        (["hyper-vol-0123456789", "/etc", "rw"], "invalid target '/etc': not in /run/hyper/volumes"),
+        (["hyper-vol-0123456789", "/run/hyper/volumes/../../etc", "rw"], "invalid target"),
+        (["hyper-vol-0123456789", "/run/hyper/volumes/data", "rw,exec;x"], "invalid mount options"),
+        (["hyper-vol-0123456789", "/run/hyper/volumes/data"], "usage: hyper-container"),
+    ],
+)
+def test_mount_disk_checks_its_arguments(guest: Path, args: list[str], message: str) -> None:
+    # The script's /run/hyper is moved under tmp_path; so are the targets it accepts.
+    args = [a.replace("/run/hyper", str(guest / "run")) for a in args]
+    result = hc(guest, "mount-disk", *args)
+    assert result.returncode == 1
+    assert message.replace("/run/hyper", str(guest / "run")) in result.stderr
+    assert not (guest / "run" / "volumes").exists()
+
+
+def test_mount_disk_names_a_serial_it_cannot_find(guest: Path) -> None:
+    """No disk with that serial (the host has no virtio disks): an error after the disk wait, nothing made."""
+    target = str(guest / "run" / "volumes" / "data")
+    result = hc(guest, "mount-disk", "hyper-vol-0123456789", target, "rw,noatime")
+    assert result.returncode == 1
+    assert result.stderr == "hyper-container: no disk with serial hyper-vol-0123456789 in the guest\n"
+    assert not (guest / "run" / "volumes").exists()

@@ -1,0 +1,306 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Private to the hyper.pods collection: may change without notice. Do not import from outside it.
+"""ensure_pod: the hyper_pod module's one call. Spec → images → plan (pure) → apply, or only the plan in check mode."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional
+
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, ImageError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.manifest import GuestImage, resolve_image
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import DEFAULT_ROOT, resolve_accelerator
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import DEFAULT_PULL_POLICY, check_pull_policy
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import DEFAULT_STOP_TIMEOUT, DEFAULT_WAIT_TIMEOUT, PodRuntime
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.domain import discard_vm, domain_spec, remove_files
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import VM_PREFIX
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.plan import Plan, masked_diff, plan_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import normalise_pod, read_file_sources, task_files
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import FoundPod, new_vm_id, stored_metadata
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredPod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.view import pod_view, predicted_view
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.pod import (
+    PodStorage,
+    add_mounts,
+    check_volume_users,
+    purge_volumes,
+    sync_timeout,
+    volumes_to_purge,
+)
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import DEFAULT_URI, Domain
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import render_domain_xml
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as err:
+        raise ImageError(f"cannot read {path}: {err.strerror}") from None
+    return digest.hexdigest()
+
+
+def resolve_guest(root: str, guest: Mapping[str, Any], hashes: Optional[dict[str, str]] = None) -> tuple[GuestImage, dict[str, Any]]:
+    """The guest image of ``{"image"}`` or ``{"kernel", "initrd"}``, and its stored form (with the initrd's SHA-256).
+
+    ``hashes`` (path → SHA-256) keeps one task from hashing the same initrd twice.
+    """
+    name = guest.get("image")
+    image = resolve_image(root, str(name)) if name else resolve_image(root, None, str(guest.get("kernel")), str(guest.get("initrd")))
+    hashes = {} if hashes is None else hashes
+    if image.initrd not in hashes:
+        hashes[image.initrd] = file_sha256(image.initrd)
+    stored = {"image": guest.get("image") or None, "kernel": image.kernel, "initrd": image.initrd, "initrd_sha256": hashes[image.initrd]}
+    return image, stored
+
+
+def ensure_pod(params: Mapping[str, Any], check_mode: bool, diff: bool = False, session: Optional[PodSession] = None) -> dict[str, Any]:
+    """Bring the pod named in ``params`` to ``params['state']``; return the module result (changed, actions, pod, diff)."""
+    task = session or PodSession(str(params.get("uri") or DEFAULT_URI))
+    with task:
+        return PodTask(task, params, check_mode, diff).run()
+
+
+@dataclass
+class PodTask:
+    """One hyper_pod task: spec → images → plan (pure) → apply, or only the plan in check mode.
+
+    Its steps read in order in ``run``; what they share (the session, the network, the options
+    that shape the apply) lives on the object instead of travelling in parameter lists.
+    """
+
+    session: PodSession
+    params: Mapping[str, Any]
+    check_mode: bool
+    diff: bool
+    initrd_hashes: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        params = self.params
+        self.state = str(params.get("state") or "started")
+        self.root = str(params.get("root") or DEFAULT_ROOT)
+        self.pull = check_pull_policy(params.get("pull") or DEFAULT_PULL_POLICY)
+        self.recreate = bool(params.get("recreate"))
+        self.wait = params.get("wait") is not False
+        self.wait_timeout = float(params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
+        self.stop_timeout = float(DEFAULT_STOP_TIMEOUT if params.get("stop_timeout") is None else params["stop_timeout"])
+        self.runtime = PodRuntime(self.session, self.root)
+
+    @property
+    def client(self) -> Any:
+        return self.session.client
+
+    # -- the task, in order ---------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        spec, user_set = normalise_pod(self.params)
+        if self.state != "absent":  # a removal needs no file content
+            spec = read_file_sources(spec)
+        self.spec = spec
+        pods = self.session.pods()
+        found = self.session.find(spec.name)
+        self.network = self.session.make_network(self.client)
+        plan, purge = self._plan(spec, user_set, pods, found)
+
+        result: dict[str, Any] = {"changed": plan.changed, "actions": list(plan.actions)}
+        if purge:
+            result["volumes_removed"] = purge
+        if self.diff:
+            result["diff"] = masked_diff(plan.before, plan.after)
+        # Port rules are the host's, not the VM's: put them back if they went (a reboot, a flush).
+        running = not self.check_mode and not plan.changed and found is not None and found.current.running
+        if running and found and self._sync_ports(found.dom, found.current.vm_id, found.current.pod):
+            result["changed"] = True
+            result["actions"] = ["sync_ports"]
+        if self.check_mode or not plan.changed:
+            result["pod"] = pod_view(self.session, found) if found and not plan.changed else predicted_view(plan, found.current if found else None)
+            return result
+
+        dom = None
+        if set(plan.actions) != {"purge_volumes"}:  # only a purge: the pod is gone already
+            dom = self._apply(plan, found, task_files(spec))
+        if purge:
+            result["volumes_removed"] = purge_volumes(purge)
+        self.session.forget()
+        if dom is None:
+            result["pod"] = predicted_view(plan, None)
+        else:
+            result["pod"] = pod_view(self.session, self.session.reread(dom))
+        if self.session.timings:
+            result["timings"] = dict(self.session.timings)
+        return result
+
+    def _plan(self, spec: Any, user_set: frozenset[str], pods: list[FoundPod], found: Optional[FoundPod]) -> tuple[Plan, list[str]]:
+        """The plan (pure), with everything resolved that it compares; bad storage fails here, before anything is made."""
+        current = found.current if found else None
+        purge: list[str] = []
+        if self.state == "absent":
+            plan = plan_pod({}, frozenset(), current, self.state)
+            if self.params.get("volumes_purge"):
+                purge = volumes_to_purge(self.root, pods, spec.name, current.pod if current else None, spec.volumes)
+                if purge:
+                    plan = dataclasses.replace(plan, actions=[*plan.actions, "purge_volumes"], changed=True)
+            return plan, purge
+        new = current is None
+        # Fields the user did not set are taken from the stored spec: resolve only what is compared.
+        accelerator = resolve_accelerator(spec.accelerator, self.root) if new or "accelerator" in user_set else None
+        guest_fields = {"image": spec.guest_image, "kernel": spec.kernel, "initrd": spec.initrd}
+        guest = resolve_guest(self.root, guest_fields, self.initrd_hashes)[1] if new or "guest" in user_set else {}
+        images = self.session.make_images(self.root)
+        digests = images.digests(spec.containers, self.pull, self.check_mode) if new or "containers" in user_set else {}
+        desired = spec.to_stored(accelerator=accelerator or "", guest=guest, digests=digests)
+        # Networks exist, static addresses fit and are free, host ports are free: before anything is created.
+        others = [p.current.pod for p in pods if p is not found]
+        checked = self.network.check(StoredPod.from_json(desired), user_set, current.pod if current else None, others)
+        desired["networks"] = [n.to_json() for n in checked.networks]
+        plan = plan_pod(desired, user_set, current, self.state, self.recreate)
+        if plan.new_vm or {"start", "restart"} & set(plan.actions):
+            # Bad storage fails here, in check mode too, before anything is made (a stop never needs it).
+            after = StoredPod.from_json(plan.spec)
+            check_volume_users(pods, spec.name, after.volumes)
+            PodStorage(self.root, after).check()
+        return plan, purge
+
+    def _apply(self, plan: Plan, found: Optional[FoundPod], files: Mapping[str, Any]) -> Optional[Domain]:
+        """Carry out ``plan.actions``; return the pod's domain afterwards (None once removed)."""
+        actions = plan.actions
+        if found is not None and ("remove" in actions or "recreate" in actions):
+            replacing = self._prepare_new_vm(plan, found, files) if plan.new_vm else None
+            try:
+                self._stop(found.dom, found.current.vm_id, found.current.pod)
+                self.client.undefine(found.dom)
+            except BaseException:
+                if replacing is not None:
+                    replacing.storage.undo()
+                raise
+            remove_files(self.root, found.current.vm_id)
+            if replacing is None:  # removed
+                return None
+            return self._create(plan, replacing)
+        if plan.new_vm:
+            return self._create(plan, self._prepare_new_vm(plan, None, files))
+        if found is None:  # a plan without a new VM always has a current pod; say so if it ever has not
+            raise HyperError(f"pod {plan.spec['name']}: the plan {actions} needs an existing VM, and there is none")
+        return self._update(plan, found)
+
+    # -- a new VM ----------------------------------------------------------------------------
+
+    def _prepare_new_vm(self, plan: Plan, found: Optional[FoundPod], files: Mapping[str, Any]) -> NewVm:
+        """Everything that can fail on the host, before the old VM goes and libvirt hears of the new one."""
+        spec = plan.spec
+        image, spec["guest"] = resolve_guest(self.root, spec["guest"], self.initrd_hashes)
+        pod = StoredPod.from_json(spec)  # the stored spec from here on: typed
+        images = self.session.make_images(self.root)
+        containers, disks = images.prepare(pod)
+        storage = PodStorage(self.root, pod)
+        owners = storage.owners(getattr(images, "cache", None))
+        contents = storage.contents(files, found.current.vm_id if found else None)
+        storage.create_volumes()
+        return NewVm(pod, image, containers, disks, storage, owners, contents)
+
+    def _create(self, plan: Plan, new: NewVm) -> Domain:
+        vm_id = new_vm_id(self.client)
+        dom = None
+        try:
+            new.storage.stage(vm_id, new.contents)
+            pod = new.pod
+            domain = domain_spec(vm_id, pod, new.image, [*new.disks, *new.storage.disks(len(new.disks))], self.root)
+            dom = self.client.define(render_domain_xml(dataclasses.replace(domain, filesystems=new.storage.filesystems())))
+            if "start" in plan.actions:
+                add_mounts([(c.name, c.config) for c in new.containers], pod)
+                self._boot(dom, vm_id, pod, new.containers, _setup(new.storage, vm_id, new.owners))
+        except BaseException:
+            # A pod that failed to come up leaves nothing behind: no domain, no console log, no port rule, no volume
+            # it made (volumes that existed before keep their data).
+            discard_vm(self.client, dom, self.root, vm_id)
+            with contextlib.suppress(HyperError):
+                self.network.remove_ports(vm_id)
+            new.storage.undo()
+            raise
+        return dom
+
+    # -- the VM that is there ------------------------------------------------------------------
+
+    def _update(self, plan: Plan, found: FoundPod) -> Domain:
+        actions, pod = plan.actions, StoredPod.from_json(plan.spec)
+        dom, vm_id = found.dom, found.current.vm_id
+        if "update_labels" in actions or "update_ports" in actions:
+            self.client.set_metadata(dom, stored_metadata(pod.to_json()))
+        if "stop" in actions or "restart" in actions:
+            self._stop(dom, vm_id, pod)
+        if "start" in actions or "restart" in actions:
+            self._start_existing(dom, vm_id, pod)
+        elif "update_ports" in actions and self.client.is_active(dom):
+            self._sync_ports(dom, vm_id, pod)
+        return dom
+
+    def _stop(self, dom: Domain, vm_id: str, pod: StoredPod) -> None:
+        self.runtime.stop(dom, vm_id, pod.containers, self.stop_timeout, sync_timeout(pod))
+        self.network.remove_ports(vm_id)
+
+    def _start_existing(self, dom: Domain, vm_id: str, pod: StoredPod) -> None:
+        """Boot a defined pod; on failure power it off again but keep its definition (it is the user's pod)."""
+        images = self.session.make_images(self.root)
+        containers, _disks = images.prepare(pod)  # rebuilds a disk removed from the cache
+        storage = PodStorage(self.root, pod)
+        owners = storage.owners(getattr(images, "cache", None))
+        storage.create_volumes()  # a volume file removed meanwhile is made again, empty
+        add_mounts([(c.name, c.config) for c in containers], pod)
+        try:
+            self._boot(dom, vm_id, pod, containers, _setup(storage, vm_id, owners))
+        except BaseException:
+            with contextlib.suppress(HyperError):
+                self.client.destroy(dom)
+            with contextlib.suppress(HyperError):
+                self.network.remove_ports(vm_id)
+            storage.undo()
+            raise
+
+    def _boot(self, dom: Domain, vm_id: str, pod: StoredPod, containers: Any, setup: Optional[Callable[[GuestAgent], None]]) -> None:
+        """Boot with the pod's network configured (then ``setup``: volumes, files) before the containers start, then its port rules."""
+        names = [c.name for c in containers]
+
+        def prepare(agent: Any) -> None:
+            self.network.prepare_guest(agent, vm_id, pod, names)
+
+        self.session.drop_agent(vm_id)
+        self.runtime.boot(dom, pod.name, vm_id, containers, wait=self.wait, timeout=self.wait_timeout, prepare=prepare, setup=setup)
+        try:
+            self._sync_ports(dom, vm_id, pod)
+        except HyperError as err:
+            raise HyperError(f"pod {pod.name} (VM {vm_id}): mapping its ports failed: {err.message}", {**err.details, "step": "mapping the ports"}) from None
+
+    def _sync_ports(self, dom: Domain, vm_id: str, pod: StoredPod) -> bool:
+        def live() -> set[str]:
+            return {d.name() for d in self.client.list_domains(prefix=VM_PREFIX)}
+
+        return self.network.sync_ports(self.session.agent(dom, vm_id), vm_id, pod, live)
+
+
+@dataclass
+class NewVm:
+    """What a new VM needs, made on the host before libvirt hears of it."""
+
+    pod: StoredPod
+    image: GuestImage
+    containers: Any
+    disks: Any
+    storage: PodStorage
+    owners: Mapping[tuple[str, int], tuple[int, int]]
+    contents: Mapping[str, Any]
+
+
+def _setup(storage: PodStorage, vm_id: str, owners: Mapping[tuple[str, int], tuple[int, int]]) -> Optional[Callable[[GuestAgent], None]]:
+    """The guest step of a boot that mounts the pod's volumes and writes its files; None for a pod without storage."""
+    if not storage.pod.volumes and not any(c.files for c in storage.pod.containers):
+        return None
+    return lambda agent: storage.setup(agent, storage.guest_files(vm_id, owners))
