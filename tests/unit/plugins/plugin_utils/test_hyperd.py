@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.spec import normalise_services
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import normalise_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.spec import normalise_services
 from ansible_collections.hyper.pods.plugins.plugin_utils._convert import ConversionError
 from ansible_collections.hyper.pods.plugins.plugin_utils._hyperd import from_hyperd
 
