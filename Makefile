@@ -38,6 +38,7 @@ lint: collection
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/ansible-lint --offline roles playbooks
+	$(BIN)/antsibull-changelog lint
 
 testroot:
 	@rm -rf $(dir $(TESTROOT))

@@ -4,7 +4,9 @@
 
 Without ``services`` it only runs the module. With them, the pod's services are exactly the
 listed ones, so the configuration is rendered here from that list (as hyper_service does) and
-sent to the module with the list's hash.
+sent to the module with the list's hash. A ``warnings`` list (what the from_kube and from_hyperd
+filters did not convert) is shown as the task's warnings and not sent to the module.
+
 
 With ``async`` the module runs under Ansible's async_wrapper like any module (the rendering
 happens before, on the controller), so ``poll: 0`` and ``async_status`` work as for a plain module.
@@ -47,6 +49,11 @@ class ActionModule(ActionBase):
             if why:
                 result.update(failed=True, msg=why)
                 return result
+        # The from_kube and from_hyperd filters list what they did not convert under "warnings": shown, not sent on.
+        warnings = args.pop("warnings", None)
+        if warnings is not None and (not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings)):
+            result.update(failed=True, msg=f"option warnings (from the from_kube and from_hyperd filters) must be a list of strings, not {warnings!r}")
+            return result
         template = args.pop("service_template", None)
         if args.get("services") is not None and args.get("state") not in ("absent", "stopped"):
             try:
@@ -60,4 +67,6 @@ class ActionModule(ActionBase):
         # As ansible-core's normal action: a connection with its own async runs the module as is.
         wrap_async = bool(self._task.async_val) and not self._connection.has_native_async
         result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars, wrap_async=wrap_async))
+        if warnings:
+            result["warnings"] = [*warnings, *result.get("warnings", [])]
         return result

@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: hyper
 short_description: Run tasks in a container of a hyper pod
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - Runs commands in, and copies files to and from, a container of a running hyper pod (a libvirt VM made by
     M(hyper.pods.hyper_pod)), through the QEMU guest agent of the pod's VM. No SSH, no network access to the pod.
@@ -18,7 +18,10 @@ description:
   - Files go straight into the container's root filesystem as the guest sees it, in chunks, with each chunk's byte count
     checked; the source file's permission bits are kept.
 notes:
-  - The controller (or the delegated host) must be the hyper host itself, with the Python libvirt binding.
+  - "The controller (or the delegated host) needs the Python libvirt binding and a libvirt URI of the hyper host in
+    O(uri): V(qemu:///system) on the hyper host itself, or a remote URI such as V(qemu+ssh://root@host1/system) or
+    V(qemu+tls://host1/system) from another machine (an AWX execution environment, for example). Over a remote URI
+    everything works, but files always go through the guest agent (see O(data_channel)); see C(docs/guide.md)."
   - Commands run as the container's own user; C(remote_user) is ignored. Files are written by the guest as root, so a
     container whose processes run as another user may not read the module files Ansible copies.
   - C(become) works only where the image has C(sudo) or C(su) and needs no password (there is no terminal to answer a

@@ -66,8 +66,12 @@ options:
     description:
       - Ask the guest agent of each running pod for its network addresses (C(guest-network-get-interfaces)) and
         put them, loopback left out, in C(hyper_pod.addresses) and C(hyper_addresses).
-      - Pods have no network of their own yet, so today this list is usually empty. To reach a pod over the
-        network rather than through the agent, set C(ansible_host) and C(ansible_connection) with O(compose).
+      - A pod on a network (O(hyper.pods.hyper_pod#module:networks), the host role's V(hyper) by default) reports its
+        address there, by DHCP or static; a pod with V(networks=none) has none. The addresses come from the guest, so
+        they are marked unsafe like every other value from it.
+      - To reach a pod over the network rather than through the agent, set C(ansible_host) and C(ansible_connection)
+        with O(compose); the pods' network is a NATed bridge of the hyper host, reached from that host (or through
+        O(hyper.pods.hyper_pod#module:ports) mappings).
       - A guest that does not answer gets an empty list and a warning.
     type: bool
     default: false

@@ -410,6 +410,9 @@ options:
       - Hash of the service list O(service_config) was rendered from. Set by the action plugin.
     type: str
 notes:
+  - The options can come from a Kubernetes manifest or a hyperd pod file through the P(hyper.pods.from_kube#filter) and
+    P(hyper.pods.from_hyperd#filter) filters. What they return may hold a key C(warnings), the fields they did not
+    convert; the task shows them as warnings and does not pass them to the module.
   - Values in the result that come from the guest (container states, exit codes) are data, never
     templates. Ansible treats every module result as untrusted, so the module does not mark them itself.
 seealso:
