@@ -17,12 +17,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
-# hyper_pod's limits (plugins/module_utils/_hyper/spec.py), repeated so that the filters need no
-# module_utils at import time on the controller.
-MIN_MEMORY_MIB = 128
-POD_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-VOLUME_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-RESTART_POLICIES = ("never", "on-failure", "always")
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.layout import RESTART_POLICIES
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import POD_NAME
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import MIN_MEMORY_MIB
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes import VOLUME_NAME
+
+# hyper_pod's own rules, from the library: the filters' output passes hyper_pod's checks.
+__all__ = ["MIN_MEMORY_MIB", "POD_NAME", "RESTART_POLICIES", "VOLUME_NAME"]
 
 _QUANTITY = re.compile(r"^([+-]?[0-9]+(?:\.[0-9]*)?|[+-]?\.[0-9]+)(?:[eE]([+-]?[0-9]+))?([a-zA-Z]*)$")
 _BINARY = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50, "Ei": 1 << 60}
