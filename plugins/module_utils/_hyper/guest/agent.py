@@ -36,6 +36,8 @@ EXEC_TIMEOUT = 60.0
 READY_TIMEOUT = 120.0
 # After the kill: how long to wait for the killed process to be reaped and its status collected.
 KILL_GRACE = 5.0
+# How much of a failed command's output an error message carries (the tail).
+MESSAGE_OUTPUT_LIMIT = 2000
 # qemu-ga has no kill command: the kill is itself a guest-exec of this argv (+ pid).
 KILL_ARGV: tuple[str, ...] = ("kill", "-KILL")
 # libvirtd caps one RPC string at 4 MiB; base64 grows data by 4/3, and the JSON envelope needs room.
@@ -206,7 +208,8 @@ class GuestAgent:
         """``exec`` that must succeed: a non-zero exit or a signal raises AgentError ``<agent>: <what> failed: <output> (exit code N)``."""
         result = self.exec(argv, stdin=stdin, timeout=timeout)
         if result.rc != 0:
-            text = (_text(result.stderr) or _text(result.stdout)).strip()
+            # The guest's output is its own: bounded in the message (the whole of it stays in the result).
+            text = (_text(result.stderr) or _text(result.stdout)).strip()[-MESSAGE_OUTPUT_LIMIT:]
             how = f"exit code {result.rc}" if result.rc is not None else f"signal {result.signal}"
             raise AgentError(f"{self.name}: {what} failed: {text} ({how})" if text else f"{self.name}: {what} failed: {how}")
         return result
