@@ -139,8 +139,7 @@ def held(path: str, what: str, timeout: float, clock: Clock = time.monotonic, sl
         if deadline.expired:
             other = holder(path) or "another process (it did not say which)"
             raise LockTimeout(
-                f"{what}: waited {timeout:g} s for the lock {path}, held all that time by {other}; "
-                "wait for that task to finish (or stop it) and run again",
+                f"{what}: waited {timeout:g} s for the lock {path}, held all that time by {other}; wait for that task to finish (or stop it) and run again",
                 {"lock": path, "lock_holder": other},
             )
         sleep(min(POLL_SECONDS, max(deadline.remaining, 0.01)))
@@ -164,13 +163,17 @@ def try_lock(path: str, what: str) -> Iterator[bool]:
         _release(fd, path)
 
 
-def pod_lock(root: str, pod: str, timeout: float = POD_LOCK_TIMEOUT, clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> contextlib.AbstractContextManager[float]:
+def pod_lock(
+    root: str, pod: str, timeout: float = POD_LOCK_TIMEOUT, clock: Clock = time.monotonic, sleep: Sleep = time.sleep
+) -> contextlib.AbstractContextManager[float]:
     """The lock of pod ``pod`` (a checked pod name: letters, digits, '-', '_', '.')."""
     what = f"hyper_pod task for pod {pod}"
     return held(os.path.join(lock_dir(root, what), f"pod-{pod}.lock"), what, timeout, clock, sleep)
 
 
-def resource_lock(root: str, pod: str, timeout: float = RESOURCE_LOCK_TIMEOUT, clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> contextlib.AbstractContextManager[float]:
+def resource_lock(
+    root: str, pod: str, timeout: float = RESOURCE_LOCK_TIMEOUT, clock: Clock = time.monotonic, sleep: Sleep = time.sleep
+) -> contextlib.AbstractContextManager[float]:
     """The host-wide lock over the claims of disk volumes, static addresses and host ports."""
     what = f"claiming volumes, addresses and ports for pod {pod}"
     return held(os.path.join(lock_dir(root, what), "resources.lock"), what, timeout, clock, sleep)
