@@ -97,6 +97,6 @@ def test_a_planted_symlink_as_the_lock_file_is_not_followed(tmp_path: Path) -> N
     target = tmp_path / "victim"
     target.write_text("keep")
     (tmp_path / "locks" / "pod-web.lock").symlink_to(target)
-    with pytest.raises(HyperError, match="cannot open the lock file .*pod-web.lock"), pod_lock(str(tmp_path), "web", timeout=0.1):
+    with pytest.raises(HyperError, match=r"cannot open the lock file .*pod-web\.lock"), pod_lock(str(tmp_path), "web", timeout=0.1):
         pass
     assert target.read_text() == "keep"
