@@ -17,6 +17,7 @@ import pytest
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import data_channel as dc
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.locks import secure_dir
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import DomainSpec, render_domain_xml
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.fake_agent import FakeClock, Reply, ScriptedTransport
 
@@ -262,7 +263,7 @@ def test_push_takes_the_next_free_port(pair: Any, locks_in_tmp: str) -> None:
 def test_the_lock_is_in_a_root_only_directory_and_goes_after_use(pair: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     ours, peer = pair
     base = os.path.join(str(tmp_path), "run-hyper-pods")
-    monkeypatch.setattr(dc, "lock_dir", lambda: dc.secure_dir(base, "test"))
+    monkeypatch.setattr(dc, "lock_dir", lambda: secure_dir(base, "test"))
     clock = FakeClock()
     transport = ScriptedTransport(clock)
     FakeReader(transport, peer)
