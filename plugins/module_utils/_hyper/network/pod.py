@@ -67,7 +67,7 @@ class PodNetwork:
         leases: Optional[Callable[[str, str], Sequence[Any]]] = None,
     ) -> None:
         self.client = client
-        self._leases = leases or (lambda network, mac: client.network_leases(network, mac))
+        self._leases = leases or client.network_leases
         self.ports: PortsApi = ports or NftPorts()
         self._lookup = lookup or (lambda client, name: lookup_network(client.conn, name))
         self._infos: dict[str, Optional[NetworkInfo]] = {}

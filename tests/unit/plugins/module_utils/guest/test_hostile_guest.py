@@ -33,7 +33,7 @@ HOSTILE_JSON = [
 ]
 
 
-@pytest.mark.parametrize(("case", "text"), HOSTILE_JSON, ids=[c for c, _ in HOSTILE_JSON])
+@pytest.mark.parametrize(("case", "text"), HOSTILE_JSON, ids=[case[0] for case in HOSTILE_JSON])
 def test_load_guest_json_refuses(case: str, text: Any) -> None:
     with pytest.raises(GuestReplyError, match=r"^reply X: "):
         load_guest_json(text, "reply X")
@@ -69,7 +69,7 @@ def test_a_read_that_never_ends_stops_at_its_limit_in_bounded_memory(agent: Gues
     chunk = b"y" * (512 * 1024)
     block = {"count": len(chunk), "buf-b64": base64.b64encode(chunk).decode(), "eof": False}
     transport.on("guest-file-open", Reply(1)).on("guest-file-close", Reply({}))
-    transport.on("guest-file-read", *[Reply(block) for _ in range(200)])  # 100 MiB offered, never EOF
+    transport.on("guest-file-read", *[Reply(block)] * 200)  # 100 MiB offered, never EOF
     written: list[int] = []
     tracemalloc.start()
     try:
@@ -82,7 +82,7 @@ def test_a_read_that_never_ends_stops_at_its_limit_in_bounded_memory(agent: Gues
     assert peak < 16 * 1024 * 1024, f"peak {peak} bytes while streaming"
     with pytest.raises(AgentError, match="larger than the limit"):  # the default limit holds for read_file
         transport.on("guest-file-open", Reply(1)).on("guest-file-close", Reply({}))
-        transport.on("guest-file-read", *[Reply(block) for _ in range(200)])
+        transport.on("guest-file-read", *[Reply(block)] * 200)
         agent.read_file("/dev/zero")
 
 
