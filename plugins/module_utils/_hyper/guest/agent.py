@@ -23,6 +23,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (
     DomainNotRunning,
     SpecError,
 )
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.replies import load_guest_json
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import import_libvirt
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Sleep, paced_polls, polls
 
@@ -51,6 +52,9 @@ READ_CHUNK = 512 * 1024
 # ("QMP input member 'handle' is unexpected"); 160 KiB worked, 128 KiB keeps a margin. Bounds
 # guest-file-write chunks and guest-exec input-data (stdin).
 MAX_REQUEST_DATA = 128 * 1024
+# What read_file reads at most unless told otherwise: a guest that never says EOF costs the host this
+# much and no more (docs/security.md; the connection's fetch streams to disk with its own limit).
+READ_LIMIT = 64 * 1024 * 1024
 # qemu-ga keeps at most 16 MiB per captured stream and then only sets out-truncated / err-truncated.
 AGENT_CAPTURE_LIMIT = 16 * 1024 * 1024
 
@@ -133,10 +137,7 @@ class GuestAgent:
         if arguments is not None:
             request["arguments"] = dict(arguments)
         reply_text = self._transport.send(json.dumps(request, separators=(",", ":")), self.call_timeout if timeout is None else timeout)
-        try:
-            reply = json.loads(reply_text)
-        except ValueError:
-            raise AgentError(f"{self.name}: unreadable reply to {name}: {reply_text[:200]!r}") from None
+        reply = load_guest_json(reply_text, f"{self.name}: reply to {name}")  # bounded: size, depth, count
         if not isinstance(reply, dict):
             raise AgentError(f"{self.name}: reply to {name} is not a JSON object: {reply_text[:200]!r}")
         error = reply.get("error")
@@ -316,24 +317,40 @@ class GuestAgent:
     # -- files in the guest --------------------------------------------------------------------
 
     def read_file(self, path: str, chunk_size: int = READ_CHUNK, limit: Optional[int] = None) -> bytes:
-        """Read a whole guest file in chunks; ``limit`` (bytes) guards against reading too much."""
-        _check_chunk(chunk_size, MAX_CHUNK)
-        handle = self._open(path, "r")
+        """Read a whole guest file in chunks, at most ``limit`` bytes (None: READ_LIMIT): more is an AgentError."""
         chunks: list[bytes] = []
+        self.read_into(path, chunks.append, chunk_size, limit)
+        return b"".join(chunks)
+
+    def read_into(self, path: str, sink: Callable[[bytes], object], chunk_size: int = READ_CHUNK, limit: Optional[int] = None) -> int:
+        """Read a guest file chunk by chunk into ``sink``; return the bytes read. Over ``limit`` bytes is an AgentError.
+
+        The host holds one chunk at a time, so a guest that never says EOF costs it ``chunk_size``
+        of memory and ``limit`` bytes of whatever ``sink`` writes to, never more.
+        """
+        _check_chunk(chunk_size, MAX_CHUNK)
+        limit = READ_LIMIT if limit is None else limit
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise SpecError("limit", limit, "must be a number of bytes >= 0")
+        handle = self._open(path, "r")
         total = 0
         with _Closing(self, handle, path):
             while True:
-                reply = self._call_obj("guest-file-read", {"handle": handle, "count": chunk_size})
+                reply = self._call_obj("guest-file-read", {"handle": handle, "count": min(chunk_size, limit - total + 1)})
                 data = _b64decode(reply.get("buf-b64"), "buf-b64")
-                if len(data) != reply.get("count"):
-                    raise AgentError(f"{self.name}: reading {path}: agent said {reply.get('count')} bytes, sent {len(data)}")
+                count, eof = reply.get("count"), reply.get("eof", False)
+                if isinstance(count, bool) or not isinstance(count, int) or len(data) != count:
+                    raise AgentError(f"{self.name}: reading {path}: agent said {count!r} bytes, sent {len(data)}")
+                if not isinstance(eof, bool):
+                    raise AgentError(f"{self.name}: reading {path}: agent sent eof {eof!r}, not true or false")
                 total += len(data)
-                if limit is not None and total > limit:
-                    raise AgentError(f"{self.name}: {path} is larger than the limit of {limit} bytes")
-                chunks.append(data)
-                if reply.get("eof") or not data:
+                if total > limit:
+                    raise AgentError(f"{self.name}: {path} is larger than the limit of {limit} bytes; nothing more is read", {"limit": limit})
+                if data:
+                    sink(data)
+                if eof or not data:
                     break
-        return b"".join(chunks)
+        return total
 
     def write_file(self, path: str, data: bytes, mode: Optional[int] = None, chunk_size: int = MAX_REQUEST_DATA, append: bool = False) -> int:
         """Write ``data`` to a guest file in chunks; return the bytes written.

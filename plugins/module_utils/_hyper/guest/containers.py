@@ -20,6 +20,7 @@ from typing import Any, Mapping, Optional, Sequence, TypedDict
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentCommandError, AgentError, ContainerError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import ExecResult, ExecTimeout, GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.replies import load_guest_json
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Deadline, Sleep, backoff
 
 GUEST_COMMAND = layout.GUEST_COMMAND
@@ -97,10 +98,7 @@ def container_meta(name: str, meta: Mapping[str, Any]) -> dict[str, Any]:
 
 def parse_status(text: str) -> dict[str, ContainerState]:
     """The JSON of ``hyper-container status``, checked field by field."""
-    try:
-        data = json.loads(text)
-    except ValueError as err:
-        raise AgentError(f"hyper-container status printed invalid JSON ({err}): {text[:200]!r}") from None
+    data = load_guest_json(text, "hyper-container status")  # bounded: size, depth, count
     if not isinstance(data, dict):
         raise AgentError(f"hyper-container status printed {type(data).__name__}, not a JSON object: {text[:200]!r}")
     states: dict[str, ContainerState] = {}

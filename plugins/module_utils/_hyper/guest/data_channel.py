@@ -26,12 +26,13 @@ the caller uses the agent's file calls.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import posixpath
+import re
 import secrets
 import socket
 import stat
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from urllib.parse import urlsplit
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, AgentTimeout, HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.scripts import push
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.locks import secure_dir, try_lock
 
 DATA_CHANNEL_PREFIX = "org.hyper.pods.data."
 DATA_CHANNEL_COUNT = 2
@@ -51,7 +53,8 @@ SEND_BLOCK = 256 * 1024
 TRAILER_BYTES = 32
 # Seconds the socket may refuse data before the agent is asked whether the reader still runs.
 IDLE_CHECK = 1.0
-LOCK_DIRS = ("/run/lock", "/run", "/tmp")
+RUN_LOCK_DIR = "/run/hyper-pods"
+_LOCK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 
 PUSH_SCRIPT = push.SCRIPT
 
@@ -113,28 +116,14 @@ def temporary_path(target: str, token: str) -> str:
 
 
 def lock_dir() -> str:
-    for candidate in LOCK_DIRS:
-        if os.path.isdir(candidate) and os.access(candidate, os.W_OK):
-            return candidate
-    return "/tmp"
-
-
-@contextlib.contextmanager
-def _locked(path: str) -> Iterator[bool]:
-    """Yield True while holding an exclusive lock on ``path``; False when another process holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
+    """A directory only this user can use (0700, never a symlink): /run/hyper-pods for root, else one per uid in the temp dir."""
+    base = RUN_LOCK_DIR if os.geteuid() == 0 else os.path.join(tempfile.gettempdir(), f"hyper-pods-{os.geteuid()}")
+    return secure_dir(base, "the data channel")
 
 
 def _lock_path(domain_key: str, channel: DataChannel) -> str:
+    if not _LOCK_NAME.fullmatch(f"{domain_key}.{channel.name}"):
+        raise HyperError(f"the data channel: {domain_key!r}/{channel.name!r} cannot name a lock file")
     return os.path.join(lock_dir(), f"hyper-pods.{domain_key}.{channel.name}.lock")
 
 
@@ -159,7 +148,8 @@ class Pusher:
     def push(self, source: BinaryIO, size: int, target: str, mode: Optional[int], timeout: float) -> Optional[int]:
         """Copy ``size`` bytes of ``source`` to the guest file ``target``; None when no port is free."""
         for channel in self.channels:
-            with _locked(_lock_path(self.domain_key, channel)) as mine:
+            # O_NOFOLLOW in a root-only directory; the file goes once the copy is done (host/locks.py).
+            with try_lock(_lock_path(self.domain_key, channel), "a data channel copy") as mine:
                 if mine:
                     return self._push_on(channel, source, size, target, mode, timeout)
         return None

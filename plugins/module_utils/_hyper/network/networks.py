@@ -106,6 +106,10 @@ def normalise_dns(params: Mapping[str, Any]) -> dict[str, list[str]]:
     """``dns``, ``dns_search``, ``dns_options`` → ``{"servers", "search", "options"}`` (empty lists when unset)."""
     servers: list[str] = []
     for index, server in enumerate(_str_list(params.get("dns"), "dns")):
+        # No IPv6 zone id (fe80::1%eth0): it may hold any character, a line break among them, and
+        # resolv.conf has no use for it; no whitespace either.
+        if "%" in server or any(c.isspace() for c in server) or not server.isprintable():
+            raise SpecError(f"dns[{index}]", server, "must be an IPv4 or IPv6 address, without a zone id (%...) or spaces")
         try:
             servers.append(str(ipaddress.ip_address(server)))
         except ValueError:
@@ -143,6 +147,10 @@ def render_resolv_conf(dns: StoredDns, default_servers: Sequence[str]) -> str:
         lines.append("search " + " ".join(dns.search))
     if dns.options:
         lines.append("options " + " ".join(dns.options))
+    # Defence in depth (the stored spec is checked when read, and a metadata edit could bypass it): one value, one line.
+    for line in lines:
+        if not line.isprintable():
+            raise HyperError(f"resolv.conf: refusing a line with a line break or control character: {line!r}")
     return "\n".join(lines) + "\n"
 
 

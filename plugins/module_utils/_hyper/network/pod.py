@@ -15,11 +15,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, HyperError, SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.leases import target_address
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.networks import (
     NetworkInfo,
     bring_up,
+    guest_mac,
     lookup_network,
     read_addresses,
     render_resolv_conf,
@@ -62,8 +64,10 @@ class PodNetwork:
         client: LibvirtClient,
         ports: Optional[PortsApi] = None,
         lookup: Optional[Callable[[LibvirtClient, str], Optional[NetworkInfo]]] = None,
+        leases: Optional[Callable[[str, str], Sequence[Any]]] = None,
     ) -> None:
         self.client = client
+        self._leases = leases or client.network_leases
         self.ports: PortsApi = ports or NftPorts()
         self._lookup = lookup or (lambda client, name: lookup_network(client.conn, name))
         self._infos: dict[str, Optional[NetworkInfo]] = {}
@@ -122,15 +126,22 @@ class PodNetwork:
         return read_addresses(agent, vm_id, pod.networks) if pod.networks else []
 
     def sync_ports(self, agent: GuestAgent, vm_id: str, pod: StoredPod, live_vms: Callable[[], set[str]]) -> bool:
-        """Port rules to the pod's address on its first network; True when the rules changed."""
-        nat_changed = self.ensure_nat(self.infos(pod))  # lost to a reboot or a flush: put back
+        """Port rules to the pod's address on its first network; True when the rules changed.
+
+        The address is the host's truth (network/leases.py): the stored static address or the DHCP
+        lease libvirt's network holds for the pod's MAC; never what the guest (``agent``) reports.
+        """
+        infos = self.infos(pod)
+        nat_changed = self.ensure_nat(infos)  # lost to a reboot or a flush: put back
         ports = pod.ports
         address = None
         if ports:
-            found = self.addresses(agent, vm_id, pod)
-            address = str(found[0]["address"]).split("/", 1)[0] if found and found[0]["address"] else None
-            if address is None:
-                raise AgentError(f"{agent.name}: the pod has no IPv4 address on network {pod.networks[0].name} to map its ports to")
+            if not pod.networks:
+                raise HyperError(f"pod {pod.name}: ports need a network, and the pod has none")
+            network = pod.networks[0]
+            info = infos.get(network.name)
+            subnet = info.subnet if info is not None else None
+            address = str(target_address(vm_id, network, guest_mac(vm_id, 0), subnet, self._leases, f"pod {pod.name}"))
         return self.ports.sync(vm_id, address, ports, live_vms) or nat_changed
 
     def remove_ports(self, vm_id: str) -> bool:

@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.commands import CommandFailed, Runner, run
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.leases import check_target
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredPod, StoredPort
 
 TABLE = "hyper_pods"
@@ -147,7 +148,8 @@ def _port_expr(low: int, high: int) -> Any:
 
 def pod_rules(vm_id: str, address: str, ports: Sequence[StoredPort]) -> list[dict[str, Any]]:
     """The ``ports`` chain rules of one pod (JSON ``rule`` objects), each with the comment ``<vm id> <fingerprint>``."""
-    target = str(ipaddress.IPv4Address(address))
+    # Defence in depth: the caller gives the host's truth (network/leases.py); refuse anything odd all the same.
+    target = str(check_target(address, None, f"the port rules of VM {vm_id}"))
     bodies: list[list[dict[str, Any]]] = []
     for mapping in ports:
         proto = mapping.protocol

@@ -17,6 +17,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent impo
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.manifest import GuestImage, resolve_image
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.boot_slots import BootSlots
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import DEFAULT_ROOT, resolve_accelerator
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.locks import pod_lock, resource_lock
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import DEFAULT_PULL_POLICY, check_pull_policy
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import DEFAULT_STOP_TIMEOUT, DEFAULT_WAIT_TIMEOUT, PodRuntime
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.domain import discard_vm, domain_spec, remove_files
@@ -95,6 +96,8 @@ class PodTask:
         self.wait_timeout = float(params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
         self.stop_timeout = float(DEFAULT_STOP_TIMEOUT if params.get("stop_timeout") is None else params["stop_timeout"])
         self.runtime = PodRuntime(self.session, self.root)
+        # The host-wide claim lock while held (from the re-check of shared resources to the define).
+        self._claims = contextlib.ExitStack()
 
     @property
     def client(self) -> Any:
@@ -107,6 +110,17 @@ class PodTask:
         if self.state != "absent":  # a removal needs no file content
             spec = read_file_sources(spec)
         self.spec = spec
+        if self.check_mode:  # changes nothing: needs no lock
+            return self._run(spec, user_set)
+        # One task per pod at a time: a second run for the same pod waits for this one's plan and apply.
+        with pod_lock(self.root, spec.name):
+            try:
+                return self._run(spec, user_set)
+            finally:
+                self._claims.close()
+
+    def _run(self, spec: Any, user_set: frozenset[str]) -> dict[str, Any]:
+        self.session.forget()  # listed under the pod's lock: what another task made meanwhile is seen
         pods = self.session.pods()
         found = self.session.find(spec.name)
         self.network = self.session.make_network(self.client)
@@ -193,6 +207,22 @@ class PodTask:
             raise HyperError(f"pod {plan.spec['name']}: the plan {actions} needs an existing VM, and there is none")
         return self._update(plan, found)
 
+    def _claim(self, pod: StoredPod, found: Optional[FoundPod]) -> None:
+        """Take the host-wide claim lock and check the pod's volumes, static addresses and ports again against a fresh listing.
+
+        The plan checked them without the lock (in check mode too); another task may have claimed one since.
+        """
+        self._claims.enter_context(resource_lock(self.root, pod.name))
+        self.session.forget()
+        pods = self.session.pods()
+        mine = found.dom.name() if found is not None else None
+        others = [p for p in pods if p.dom.name() != mine]
+        twin = [p for p in others if p.current.name == pod.name]
+        if twin:
+            raise HyperError(f"pod {pod.name}: another VM ({twin[0].current.vm_id}) was made for this pod meanwhile; run the task again")
+        self.network.check(pod, frozenset({"networks", "ports"}), None, [p.current.pod for p in others])
+        check_volume_users(others, pod.name, pod.volumes)
+
     # -- a new VM ----------------------------------------------------------------------------
 
     def _prepare_new_vm(self, plan: Plan, found: Optional[FoundPod], files: Mapping[str, Any]) -> NewVm:
@@ -205,6 +235,7 @@ class PodTask:
         storage = PodStorage(self.root, pod)
         owners = storage.owners(getattr(images, "cache", None))
         contents = storage.contents(files, found.current.vm_id if found else None)
+        self._claim(pod, found)  # held until the domain that claims them is defined
         storage.create_volumes()
         return NewVm(pod, image, containers, disks, storage, owners, contents)
 
@@ -216,6 +247,7 @@ class PodTask:
             pod = new.pod
             domain = domain_spec(vm_id, pod, new.image, [*new.disks, *new.storage.disks(len(new.disks))], self.root)
             dom = self.client.define(render_domain_xml(dataclasses.replace(domain, filesystems=new.storage.filesystems())))
+            self._claims.close()  # the domain's metadata claims its volumes, addresses and ports now
             if "start" in plan.actions:
                 add_mounts([(c.name, c.config) for c in new.containers], pod)
                 self._boot(dom, vm_id, pod, new.containers, _setup(new.storage, vm_id, new.owners))
@@ -235,7 +267,10 @@ class PodTask:
         actions, pod = plan.actions, StoredPod.from_json(plan.spec)
         dom, vm_id = found.dom, found.current.vm_id
         if "update_labels" in actions or "update_ports" in actions:
+            if "update_ports" in actions:
+                self._claim(pod, found)
             self.client.set_metadata(dom, stored_metadata(pod.to_json()))
+            self._claims.close()
         if "stop" in actions or "restart" in actions:
             self._stop(dom, vm_id, pod)
         if "start" in actions or "restart" in actions:

@@ -212,6 +212,10 @@ def _argv(value: object, option: str, allow_empty: bool) -> Optional[tuple[str, 
     return tuple(value)
 
 
+# What an error shows instead of an env value (a secret, possibly escaped past no_log's masking).
+HIDDEN = "(value not shown)"
+
+
 def _env(value: object, option: str) -> tuple[tuple[str, str], ...]:
     if value is None:
         return ()
@@ -222,9 +226,10 @@ def _env(value: object, option: str) -> tuple[tuple[str, str], ...]:
         if not isinstance(key, str) or not ENV_NAME.fullmatch(key):
             raise SpecError(option, key, "variable names must match ^[A-Za-z_][A-Za-z0-9_]*$")
         if not isinstance(val, str):
-            raise SpecError(f"{option}.{key}", val, f"must be a string, not {type(val).__name__} (quote it, or use the string filter)")
+            # Env values are often secrets: an error names the option and the key, never the value.
+            raise SpecError(f"{option}.{key}", HIDDEN, f"must be a string, not {type(val).__name__} (quote it, or use the string filter)")
         if "\x00" in val:
-            raise SpecError(f"{option}.{key}", val, "must not contain NUL characters")
+            raise SpecError(f"{option}.{key}", HIDDEN, "must not contain NUL characters")
         pairs.append((key, val))
     return tuple(pairs)
 

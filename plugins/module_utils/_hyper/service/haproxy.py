@@ -21,6 +21,8 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.exec import container_rootfs, run_in_container
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.scripts import vips
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.spec import vip_prefix
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.state import STATE_LIMIT as STATE_FILE_LIMIT
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.state import StateFileError, parse_state
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Deadline, Sleep, backoff
 
 # Paths in the service container (the image of the haproxy_image role).
@@ -144,9 +146,9 @@ class HaproxyGuest:
         if status != "running":
             raise ContainerError(self.container, f"is {status} in {self.agent.name}, not running: start the pod again with hyper.pods.hyper_pod")
 
-    def _read_optional(self, path: str) -> Optional[bytes]:
+    def _read_optional(self, path: str, limit: int = STATE_LIMIT) -> Optional[bytes]:
         try:
-            return self.agent.read_file(self._guest_path(path), limit=STATE_LIMIT)
+            return self.agent.read_file(self._guest_path(path), limit=limit)
         except AgentCommandError as err:
             if "No such file" in err.desc or "not found" in err.desc:
                 return None
@@ -156,17 +158,12 @@ class HaproxyGuest:
         return _text(self._read_optional(CONFIG_PATH) or b"")
 
     def read_state(self) -> Optional[dict[str, Any]]:
-        """The state file, or None when there is none yet (a fresh service container)."""
-        data = self._read_optional(STATE_PATH)
-        if data is None:
-            return None
+        """The state file, or None when there is none yet (a fresh service container); checked as user input (service/state.py)."""
+        where = f"{self.agent.name}: {STATE_PATH} in container {self.container}"
         try:
-            state = json.loads(data)
-        except ValueError as err:
-            raise AgentError(f"{self.agent.name}: {STATE_PATH} in container {self.container} is not JSON ({err}); remove it to start afresh") from None
-        if not isinstance(state, dict) or not isinstance(state.get("services"), list) or not isinstance(state.get("vips"), list):
-            raise AgentError(f"{self.agent.name}: {STATE_PATH} in container {self.container} is not a hyper_service state file; remove it to start afresh")
-        return state
+            return parse_state(self._read_optional(STATE_PATH, STATE_FILE_LIMIT), where)
+        except StateFileError as err:
+            raise ServiceError(err.message, {"state_file": STATE_PATH}) from None
 
     # -- configuration -----------------------------------------------------------------------
 

@@ -150,6 +150,18 @@ class LibvirtClient:
         with self._errors(f"reading the XML of domain {dom.name()}"):
             return str(dom.XMLDesc(0))
 
+    # -- networks ------------------------------------------------------------------------------
+
+    def network_leases(self, network: str, mac: str) -> list[Any]:
+        """The DHCP leases libvirt's network ``network`` holds for ``mac`` (host-side truth, as dnsmasq gave them).
+
+        Each is libvirt's dict (``ipaddr``, ``prefix``, ``type``, ``mac``, ``expirytime``, ...); the
+        caller checks the values (network/leases.py).
+        """
+        with self._errors(f"reading the DHCP leases of network {network}"):
+            leases = self.conn.networkLookupByName(network).DHCPLeases(mac, 0)
+        return list(leases or [])
+
     # -- metadata: the pod's stored spec, JSON in <metadata><hyper:pod xmlns:hyper=...> --------
 
     def get_metadata(self, dom: Domain) -> Optional[Any]:

@@ -48,9 +48,17 @@ class FakePodNetwork(PodNetwork):
 
     def __init__(self, client: Any, log: list[str], ports: FakePorts, networks: Optional[dict[str, NetworkInfo]] = None, fail: Any = None) -> None:
         infos = networks if networks is not None else {"hyper": parse_network_xml("hyper", HYPER_XML, True)}
-        super().__init__(client, ports, lambda client, name: infos.get(name))
+        super().__init__(client, ports, lambda client, name: infos.get(name), self.fake_leases)
+        # libvirt's DHCP leases by network: MAC → address (the first DHCP pod gets 10.88.0.100).
+        self.leases: dict[str, dict[str, str]] = {}
         self.log = log
         self.fail = fail
+
+    def fake_leases(self, network: str, mac: str) -> list[dict[str, Any]]:
+        known = self.leases.setdefault(network, {})
+        if mac not in known:
+            known[mac] = f"10.88.0.{100 + len(known)}"
+        return [{"mac": mac, "type": 0, "ipaddr": known[mac], "prefix": 24, "expirytime": 1}]
 
     def prepare_guest(self, agent: Any, vm_id: str, pod: StoredPod, containers: Sequence[str]) -> None:
         if self.fail is not None:

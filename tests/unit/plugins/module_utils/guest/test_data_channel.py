@@ -14,9 +14,10 @@ from typing import Any, Optional
 
 import pytest
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import data_channel as dc
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.locks import secure_dir
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import DomainSpec, render_domain_xml
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.fake_agent import FakeClock, Reply, ScriptedTransport
 
@@ -257,3 +258,18 @@ def test_push_takes_the_next_free_port(pair: Any, locks_in_tmp: str) -> None:
         os.close(fd)
     assert reader.argv[4] == "/dev/virtio-ports/org.hyper.pods.data.1"
     assert reader.files["/f"] == (data, "")
+
+
+def test_the_lock_is_in_a_root_only_directory_and_goes_after_use(pair: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    ours, peer = pair
+    base = os.path.join(str(tmp_path), "run-hyper-pods")
+    monkeypatch.setattr(dc, "lock_dir", lambda: secure_dir(base, "test"))
+    clock = FakeClock()
+    transport = ScriptedTransport(clock)
+    FakeReader(transport, peer)
+    data = b"z" * 1000
+    assert make_pusher(transport, clock, ours).push(io.BytesIO(data), len(data), "/f", None, 30) == len(data)
+    assert os.stat(base).st_mode & 0o777 == 0o700
+    assert os.listdir(base) == []  # removed after use
+    with pytest.raises(HyperError, match="cannot name a lock file"):
+        dc._lock_path("../../etc/x", dc.DataChannel("org.hyper.pods.data.0", "/s"))

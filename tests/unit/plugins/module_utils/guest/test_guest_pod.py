@@ -156,9 +156,9 @@ def test_parse_status_accepts_what_the_guest_prints(text: str, expected: dict[st
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ("", "invalid JSON"),
-        ('{"web":{"status":"running"', "invalid JSON"),
-        ("hyper-container: usage", "invalid JSON"),
+        ("", "not valid JSON"),
+        ('{"web":{"status":"running"', "not valid JSON"),
+        ("hyper-container: usage", "not valid JSON"),
         ("[]", "list, not a JSON object"),
         ('{"web":"running"}', "container web has 'running', not an object"),
         ('{"web":{"status":"dancing","pid":null,"exit_code":null,"restarts":0}}', "unknown status 'dancing'"),
@@ -184,7 +184,7 @@ def test_status_is_one_guest_command(pod: GuestPod, guest: FakeGuest) -> None:
 
 def test_status_with_bad_json_names_the_command_and_the_output(pod: GuestPod, guest: FakeGuest) -> None:
     guest.run((HC, "status"), Run(stdout="{oops"))
-    with pytest.raises(AgentError, match=r"hyper-container status printed invalid JSON .*\{oops"):
+    with pytest.raises(AgentError, match=r"hyper-container status: not valid JSON .*\{oops"):
         pod.status()
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.commands import CommandFailed, Completed
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.leases import AddressError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.ports import (
     ExistingRule,
     NftPorts,
@@ -111,8 +112,10 @@ def test_rules_carry_the_vm_and_a_fingerprint() -> None:
     ]
     # Another address (a new DHCP lease) is another fingerprint.
     assert pod_rules(VM, "10.88.0.6", ports)[0]["comment"] != rules[0]["comment"]
-    with pytest.raises(ValueError):
-        pod_rules(VM, "10.88.0.5; flush ruleset", ports)
+    # Defence in depth: whatever the caller passes, only a private unicast IPv4 address is a target.
+    for bad in ("10.88.0.5; flush ruleset", "192.0.2.1\n", "8.8.8.8", "127.0.0.1", "0.0.0.0", "224.0.0.1", "169.254.1.1", "10.88.0.5/24\nx"):
+        with pytest.raises(AddressError, match="no port rule points to it"):
+            pod_rules(VM, bad, ports)
 
 
 def test_sync_commands() -> None:

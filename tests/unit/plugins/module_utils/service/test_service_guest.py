@@ -58,10 +58,10 @@ def test_stopped_container(fake: FakeGuest, haproxy: HaproxyGuest) -> None:
 def test_state_file(fake: FakeGuest, haproxy: HaproxyGuest) -> None:
     assert haproxy.read_state() is None
     fake.files[f"{ROOTFS}/etc/haproxy/hyper-services.json"] = b"{not json"
-    with pytest.raises(AgentError, match="not JSON"):
+    with pytest.raises(ServiceError, match=r"pod web: /etc/haproxy/hyper-services\.json in container haproxy: not valid JSON"):
         haproxy.read_state()
     fake.files[f"{ROOTFS}/etc/haproxy/hyper-services.json"] = b'{"services": "x"}'
-    with pytest.raises(AgentError, match="not a hyper_service state file"):
+    with pytest.raises(ServiceError, match="not a hyper_service state file"):
         haproxy.read_state()
     haproxy.write_state({"format": 1, "services": [], "vips": []})
     assert haproxy.read_state() == {"format": 1, "services": [], "vips": []}
