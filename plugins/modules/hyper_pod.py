@@ -32,6 +32,7 @@ extends_documentation_fragment:
   - hyper.pods.common
   - hyper.pods.common.host
   - hyper.pods.services
+  - hyper.pods.images
 attributes:
   action:
     support: full
@@ -363,10 +364,17 @@ options:
     default: docker://
   pull:
     description:
+      - When the containers' images are copied into the host's image cache.
       - V(missing) copies an image into the cache only when it is not there (a local source also when it
-        changed); V(always) copies it again, and a new digest then replaces the VM.
+        changed); a registry image already cached is used without network access. V(always) copies it again
+        (C(skopeo) skips the layers it has), and a new digest then replaces the VM.
+      - V(never) copies nothing and does not look at the source; every image must be in the cache already
+        (M(hyper.pods.hyper_image), or an earlier task), else the task fails naming the container and the image,
+        in check mode too, before anything is made.
+      - "As community.docker's C(docker_container) C(pull): V(missing) is C(pull: false) or C(missing), V(always) is
+        C(pull: true) or C(always), V(never) is C(never); here it applies to all the pod's containers."
     type: str
-    choices: [missing, always]
+    choices: [missing, always, never]
     default: missing
   wait:
     description:
@@ -418,6 +426,7 @@ notes:
 seealso:
   - module: hyper.pods.hyper_pod_info
   - module: hyper.pods.hyper_service
+  - module: hyper.pods.hyper_image
   - name: skopeo transports
     description: The image reference forms C(skopeo) understands.
     link: https://github.com/containers/image/blob/main/docs/containers-transports.5.md
@@ -454,6 +463,24 @@ EXAMPLES = r"""
       - name: app
         image: busybox
         command: [sleep, infinity]
+
+- name: An image from a private registry, with credentials for this task only
+  hyper.pods.hyper_pod:
+    name: private
+    registry_auth:
+      username: deploy
+      password: "{{ vault_registry_token }}"
+    containers:
+      - name: app
+        image: docker://registry.example:5000/team/app:2.1
+
+- name: Only images pulled beforehand (hyper.pods.hyper_image); fails naming the container otherwise
+  hyper.pods.hyper_pod:
+    name: private
+    pull: never
+    containers:
+      - name: app
+        image: docker://registry.example:5000/team/app:2.1
 
 - name: A web server reachable on the host's port 8080, with a static address and its own DNS settings
   hyper.pods.hyper_pod:
@@ -761,6 +788,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.ansible_adapter import run_module  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.common_args import with_common_args  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.args import REGISTRY_AUTH_SPEC  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.services import ensure_pod_with_services  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.args import SERVICE_OPTIONS  # noqa: E402
 
@@ -841,7 +869,8 @@ ARGUMENT_SPEC = with_common_args(
         "dns_search": {"type": "list", "elements": "str"},
         "dns_options": {"type": "list", "elements": "str"},
         "default_transport": {"type": "str", "default": "docker://"},
-        "pull": {"type": "str", "choices": ["missing", "always"], "default": "missing"},
+        "pull": {"type": "str", "choices": ["missing", "always", "never"], "default": "missing"},
+        **REGISTRY_AUTH_SPEC,
         "wait": {"type": "bool", "default": True},
         "wait_timeout": {"type": "int", "default": 120},
         "recreate": {"type": "bool", "default": False},

@@ -23,6 +23,7 @@ from typing import Any, Iterator, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ImageError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.commands import CommandFailed, Runner, run
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.auth import RegistryAuth, skopeo_auth_args
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import polls
 
 TRANSPORTS = ("docker", "oci", "oci-archive", "docker-archive")
@@ -30,7 +31,7 @@ LOCAL_TRANSPORTS = ("oci", "oci-archive", "docker-archive")
 # skopeo knows these too; we name them in the error rather than calling them unknown.
 _UNSUPPORTED_TRANSPORTS = ("containers-storage", "dir", "docker-daemon", "ostree", "sif", "tarball")
 DEFAULT_TRANSPORT = "docker://"
-PULL_POLICIES = ("missing", "always")
+PULL_POLICIES = ("missing", "always", "never")
 DEFAULT_PULL_POLICY = "missing"
 
 CACHE_DIR = "cache"
@@ -271,21 +272,25 @@ class ImageCache:
         """Exclusive for changes to the layout (pull), shared for readers (unpack)."""
         return file_lock(self.lock_path, exclusive=exclusive, timeout=self.lock_timeout)
 
-    def pull(self, ref: ImageRef, policy: str = DEFAULT_PULL_POLICY) -> ResolvedImage:
+    def pull(self, ref: ImageRef, policy: str = DEFAULT_PULL_POLICY, auth: Optional[RegistryAuth] = None) -> ResolvedImage:
         """Make ``ref`` present in the cache and return its digest.
 
         ``missing``: a ``docker://`` reference already in the cache is used as is (no network);
         a local source is copied again only when it changed (OCI layout: its manifest digest;
         archive: its size, mtime and inode). ``always``: copy again (skopeo skips blobs it has).
+        ``never``: the cached copy as it is, the source not even looked at; not cached is an error.
+        ``auth``: registry credentials for a ``docker://`` source (images/auth.py).
         """
         check_pull_policy(policy)
+        if policy == "never":
+            return self.cached(ref)
         source = self.source_fingerprint(ref)
         with self.lock():
             record = self._record(ref)
             previous = self._cached_digest(ref, record)
             if policy == "missing" and previous and (not ref.is_local or record.get("source") == source):
                 return ResolvedImage(ref, previous, self.layout, ref.cache_tag, changed=False)
-            self._copy(ref)
+            self._copy(ref, auth)
             digest = self._tag_digest(ref.cache_tag)
             write_json_atomic(self._record_path(ref), {"image": ref.name, "source": source, "digest": digest})
             return ResolvedImage(ref, digest, self.layout, ref.cache_tag, changed=digest != previous)
@@ -297,6 +302,17 @@ class ImageCache:
         with self.lock(exclusive=False):
             digest = self._cached_digest(ref, self._record(ref))
         return ResolvedImage(ref, digest, self.layout, ref.cache_tag, changed=False) if digest else None
+
+    def cached(self, ref: ImageRef) -> ResolvedImage:
+        """The cached image of ``ref`` for ``pull: never``; a SpecError (option ``image``) when there is none."""
+        found = self.lookup(ref)
+        if found is None:
+            raise SpecError(
+                "image",
+                ref.original,
+                f"not in the image cache {self.layout} and pull is never: pull it first (hyper.pods.hyper_image, or pull: missing)",
+            )
+        return found
 
     def source_fingerprint(self, ref: ImageRef) -> Optional[str]:
         """What tells a changed local source from the one cached; also checks that it exists."""
@@ -335,14 +351,20 @@ class ImageCache:
         config = blob.get("config") if isinstance(blob, dict) else None
         return dict(config) if isinstance(config, dict) else {}
 
-    def _copy(self, ref: ImageRef) -> None:
+    def _copy(self, ref: ImageRef, auth: Optional[RegistryAuth] = None) -> None:
         # skopeo creates the layout (oci-layout, index.json, blobs/) when it is missing.
-        argv = ["skopeo", "copy", "--quiet", "--remove-signatures", ref.name, f"oci:{self.layout}:{ref.cache_tag}"]
-        try:
-            self.runner(argv, timeout=self.pull_timeout)
-        except CommandFailed as err:
-            where = "" if ref.is_local else " (check the registry name, network access and credentials)"
-            raise ImageError(f"cannot copy image {ref.original!r} into {self.layout}{where}: {err.message}", err.details) from None
+        with skopeo_auth_args(auth, ref) as creds:
+            argv = ["skopeo", "copy", "--quiet", "--remove-signatures", *creds, ref.name, f"oci:{self.layout}:{ref.cache_tag}"]
+            try:
+                self.runner(argv, timeout=self.pull_timeout)
+            except CommandFailed as err:
+                where = "" if ref.is_local else " (check the registry name, network access and credentials)"
+                message = f"cannot copy image {ref.original!r} into {self.layout}{where}: {err.message}"
+                details = dict(err.details)
+                if auth is not None:  # skopeo never echoes a password; make sure of it all the same
+                    message = auth.scrub(message)
+                    details = {key: auth.scrub(val) if isinstance(val, str) else val for key, val in details.items()}
+                raise ImageError(message, details) from None
 
     def _record_path(self, ref: ImageRef) -> str:
         return os.path.join(self.refs_dir, ref.cache_tag + ".json")

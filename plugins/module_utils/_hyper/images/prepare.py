@@ -13,6 +13,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import Im
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import PreparedContainer
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.commands import Runner, run
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.auth import RegistryAuth
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.bundle import (
     ROOTFS_DIR,
     build_disk,
@@ -49,12 +50,13 @@ class PodImages:
         self.cache = ImageCache(root, runner=runner)
         self.runner = runner
 
-    def digests(self, containers: Sequence[NamedImage], pull: str, check_mode: bool) -> dict[str, Optional[str]]:
+    def digests(self, containers: Sequence[NamedImage], pull: str, check_mode: bool, auth: Optional[RegistryAuth] = None) -> dict[str, Optional[str]]:
         """Container name → manifest digest. Pulls (once per reference) unless in check mode.
 
         In check mode nothing is copied: a missing local source still fails, and a digest is
         None when the cache does not have the image or the local source changed since it was
-        copied (the real run would copy it again).
+        copied (the real run would copy it again). With ``pull: never`` an image not in the cache
+        fails in both modes, naming the container and the image.
         """
         by_ref: dict[str, Optional[str]] = {}
         result: dict[str, Optional[str]] = {}
@@ -62,7 +64,10 @@ class PodImages:
             ref = container.ref
             if ref.name not in by_ref:
                 try:
-                    by_ref[ref.name] = self._lookup(ref) if check_mode else self.cache.pull(ref, pull).digest
+                    if pull == "never":
+                        by_ref[ref.name] = self.cache.cached(ref).digest
+                    else:
+                        by_ref[ref.name] = self._lookup(ref) if check_mode else self.cache.pull(ref, pull, auth).digest
                 except SpecError as err:
                     # The cache names its option "image"; the user wrote containers[NAME].image.
                     option = f"containers[{container.name}].image" if err.option == "image" else err.option

@@ -18,6 +18,8 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.mani
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.boot_slots import BootSlots
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import DEFAULT_ROOT, resolve_accelerator
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.locks import pod_lock, resource_lock
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.auth import normalise_registry_auth
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.cache_lock import cache_users_lock
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import DEFAULT_PULL_POLICY, check_pull_policy
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import DEFAULT_STOP_TIMEOUT, DEFAULT_WAIT_TIMEOUT, PodRuntime
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.domain import discard_vm, domain_spec, remove_files
@@ -91,6 +93,7 @@ class PodTask:
         self.state = str(params.get("state") or "started")
         self.root = str(params.get("root") or DEFAULT_ROOT)
         self.pull = check_pull_policy(params.get("pull") or DEFAULT_PULL_POLICY)
+        self.registry_auth = normalise_registry_auth(params.get("registry_auth"))
         self.recreate = bool(params.get("recreate"))
         self.wait = params.get("wait") is not False
         self.wait_timeout = float(params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
@@ -113,7 +116,8 @@ class PodTask:
         if self.check_mode:  # changes nothing: needs no lock
             return self._run(spec, user_set)
         # One task per pod at a time: a second run for the same pod waits for this one's plan and apply.
-        with pod_lock(self.root, spec.name):
+        # The image cache's users lock, shared: a prune or image removal waits until the domain claims its images.
+        with pod_lock(self.root, spec.name), cache_users_lock(self.root, f"hyper_pod task for pod {spec.name}", exclusive=False):
             try:
                 return self._run(spec, user_set)
             finally:
@@ -171,7 +175,7 @@ class PodTask:
         guest_fields = {"image": spec.guest_image, "kernel": spec.kernel, "initrd": spec.initrd}
         guest = resolve_guest(self.root, guest_fields, self.initrd_hashes)[1] if new or "guest" in user_set else {}
         images = self.session.make_images(self.root)
-        digests = images.digests(spec.containers, self.pull, self.check_mode) if new or "containers" in user_set else {}
+        digests = images.digests(spec.containers, self.pull, self.check_mode, self.registry_auth) if new or "containers" in user_set else {}
         desired = spec.to_stored(accelerator=accelerator or "", guest=guest, digests=digests)
         # Networks exist, static addresses fit and are free, host ports are free: before anything is created.
         others = [p.current.pod for p in pods if p is not found]

@@ -124,7 +124,7 @@ def test_cache_tag_is_stable_and_valid() -> None:
     assert len(one.cache_tag) == 44 and one.cache_tag.startswith("ref-")
 
 
-@pytest.mark.parametrize(("policy", "ok"), [("missing", True), ("always", True), ("never", False), (None, False), ("", False)])
+@pytest.mark.parametrize(("policy", "ok"), [("missing", True), ("always", True), ("never", True), ("Never", False), (None, False), ("", False)])
 def test_pull_policy(policy: object, ok: bool) -> None:
     if ok:
         assert check_pull_policy(policy) == policy

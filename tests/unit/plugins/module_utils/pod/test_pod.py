@@ -206,7 +206,7 @@ class FakeImages:
     def __init__(self, root: str, owner: Harness) -> None:
         self.owner = owner
 
-    def digests(self, containers: Sequence[ContainerSpec], pull: str, check_mode: bool) -> dict[str, Optional[str]]:
+    def digests(self, containers: Sequence[ContainerSpec], pull: str, check_mode: bool, auth: Any = None) -> dict[str, Optional[str]]:
         self.owner.calls.append(f"digests check_mode={check_mode}")
         return {c.name: self.owner.digests.get(c.image, "sha256:" + "1" * 64) for c in containers}
 
