@@ -232,8 +232,8 @@ def _listdir(path: str) -> list[str]:
 def plan_removal(state: CacheState, use: ImageUse, *, only: Optional[Iterable[str]] = None, force: bool = False, temp_age: float = TEMP_AGE) -> RemovalPlan:
     """What a prune (``only`` None: every tag no pod uses) or an image removal (``only``: those tags) takes away.
 
-    A tag stays while a pod uses its reference or its digest (``force`` removes ``only``'s tags all the
-    same). A bundle or disk goes when no pod uses its digest and no remaining tag points at it (a
+    A tag stays while a pod uses its reference, or its digest when no other staying tag has that digest
+    (``force`` removes ``only``'s tags all the same). A bundle or disk goes when no pod uses its digest and no remaining tag points at it (a
     prune: whenever no pod uses its digest; with ``force``, the removed tags' even then). A blob goes
     when no remaining tag (nor any index entry not ours) reaches it. A prune also removes the records
     of tags that are gone and temporary leftovers older than ``temp_age`` seconds.
@@ -243,12 +243,20 @@ def plan_removal(state: CacheState, use: ImageUse, *, only: Optional[Iterable[st
     removals: list[Removal] = []
     kept: dict[str, tuple[str, ...]] = {}
     removed: list[CachedTag] = []
+    # Tags that stay whatever the digests: not asked about, or a pod uses their reference.
+    fixed = [item for item in state.tags if item.tag not in wanted or (use.tags.get(item.tag) and not force)]
+    kept_digests = {item.digest for item in fixed}
     for item in state.tags:
         if item.tag not in wanted:
             continue
-        pods = use.pods_of(item.tag, item.digest)
-        if pods and not force:
-            kept[item.tag] = pods
+        if use.tags.get(item.tag) and not force:
+            kept[item.tag] = use.pods_of(item.tag, item.digest)
+            continue
+        # A pod uses the digest under another reference: one tag keeps its blobs (and with them its bundle and disk).
+        by_digest = use.digests.get(item.digest, ())
+        if by_digest and not force and item.digest not in kept_digests:
+            kept[item.tag] = tuple(by_digest)
+            kept_digests.add(item.digest)
             continue
         removed.append(item)
     staying = [item for item in state.tags if item not in removed]
