@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -262,3 +263,10 @@ def test_a_symlinked_lock_file_is_not_followed(root: str, tmp_path: Any) -> None
     with pytest.raises(HyperError, match="cannot open the lock file"), cache_users_lock(root, "prune", exclusive=True):
         pass  # pragma: no cover
     assert not target.exists()
+
+
+@needs_tools
+def test_no_secret_in_the_result(src: str, root: str) -> None:
+    auth = {"username": "deploy", "password": "s3cr3t-Pa55", "auth_file": None}
+    result = ensure_image(params(root, name=f"oci:{src}:one", registry_auth=auth), check_mode=False, diff=True, list_pods=Pods())
+    assert result["changed"] and "s3cr3t-Pa55" not in json.dumps(result) and "deploy" not in json.dumps(result)

@@ -208,6 +208,7 @@ class FakeImages:
 
     def digests(self, containers: Sequence[ContainerSpec], pull: str, check_mode: bool, auth: Any = None) -> dict[str, Optional[str]]:
         self.owner.calls.append(f"digests check_mode={check_mode}")
+        self.owner.pulls.append((pull, auth))
         return {c.name: self.owner.digests.get(c.image, "sha256:" + "1" * 64) for c in containers}
 
     def prepare(self, pod: StoredPod) -> tuple[list[PreparedContainer], list[DiskSpec]]:
@@ -229,6 +230,7 @@ class Harness:
         self.fail: dict[str, HyperError] = {}
         self.guest: dict[str, dict[str, Any]] = {}
         self.digests: dict[str, str] = {}
+        self.pulls: list[tuple[str, Any]] = []
         self.prepare_error: Optional[HyperError] = None
         self.clock = FakeClock()
         self.net_log: list[str] = []
