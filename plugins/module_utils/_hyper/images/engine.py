@@ -125,20 +125,20 @@ class CacheTask:
     @contextlib.contextmanager
     def reading(self) -> Iterator[CacheState]:
         """The cache's state with the layout lock shared (nothing is made when there is no cache)."""
-        if not os.path.isdir(self.cache.layout):
-            yield scan(self.cache, self.clock())
-            return
-        with self.cache.lock(exclusive=False):
+        with contextlib.ExitStack() as stack:
+            if os.path.isdir(self.cache.layout):
+                stack.enter_context(self.cache.lock(exclusive=False))
             yield scan(self.cache, self.clock())
 
     @contextlib.contextmanager
     def removing(self, what: str, check_mode: bool) -> Iterator[CacheState]:
-        """The cache's state for a removal: the users lock and the layout lock exclusive (none in check mode)."""
-        if check_mode or not self.has_cache():
-            with self.reading() as state:
-                yield state
-            return
-        with cache_users_lock(self.root, what, exclusive=True, timeout=REMOVAL_TIMEOUT), self.cache.lock():
+        """The cache's state for a removal: the users lock and the layout lock exclusive (in check mode only the layout's, shared)."""
+        with contextlib.ExitStack() as stack:
+            if not check_mode and self.has_cache():
+                stack.enter_context(cache_users_lock(self.root, what, exclusive=True, timeout=REMOVAL_TIMEOUT))
+                stack.enter_context(self.cache.lock())
+            elif os.path.isdir(self.cache.layout):
+                stack.enter_context(self.cache.lock(exclusive=False))
             yield scan(self.cache, self.clock())
 
 
