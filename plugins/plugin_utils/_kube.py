@@ -35,7 +35,7 @@ from ansible_collections.hyper.pods.plugins.plugin_utils._convert import (
 
 DEFAULT_EMPTYDIR_SIZE = "1G"
 RESTART = {"Always": "always", "OnFailure": "on-failure", "Never": "never"}
-PULL = {"Always": "always", "IfNotPresent": "missing"}
+PULL = {"Always": "always", "IfNotPresent": "missing", "Never": "never"}
 # kind → path of the pod template in the object, and the fields of its spec besides the template.
 WORKLOADS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "Deployment": (
@@ -461,9 +461,7 @@ def from_kube(manifest: object, name: Optional[str] = None, strict: bool = False
             cpu, mem = _resources(conv, source.get("resources"), f"{where}.resources")
             cpus, memory, sized = cpus + cpu, memory + mem, sized or bool(cpu or mem)
         policy = source.get("imagePullPolicy")
-        if policy == "Never":
-            conv.warn(f"{where}.imagePullPolicy", "Never: hyper_pod copies an image that is not in the host's cache")
-        elif policy is not None and policy not in PULL:
+        if policy is not None and policy not in PULL:
             raise ConversionError(f"{where}.imagePullPolicy", f"{policy!r} is not Always, IfNotPresent or Never")
         pulls.add(PULL.get(str(policy), "missing"))
         containers.append(container)
@@ -483,6 +481,11 @@ def from_kube(manifest: object, name: Optional[str] = None, strict: bool = False
         )
     if "always" in pulls:
         options["pull"] = "always"
+    elif pulls == {"never"}:
+        options["pull"] = "never"
+    if "never" in pulls and len(pulls) > 1:
+        # hyper_pod's pull is the pod's: Never of some containers only cannot be kept.
+        conv.warn(f"{spec_where}.containers[].imagePullPolicy", "Never for some containers only: hyper_pod copies their images when not cached")
     if grace is not None:
         options["stop_timeout"] = grace
     if conv.warnings:

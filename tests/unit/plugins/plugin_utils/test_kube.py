@@ -364,3 +364,21 @@ def test_quantity(value: object, expected: float) -> None:
 def test_bad_quantity(value: object) -> None:
     with pytest.raises(ConversionError):
         quantity(value, "q")
+
+
+@pytest.mark.parametrize(
+    ("policies", "pull", "warned"),
+    [
+        (["Never"], "never", False),
+        (["Never", "Never"], "never", False),
+        (["Never", "IfNotPresent"], None, True),
+        (["Never", "Always"], "always", True),
+        (["IfNotPresent", None], None, False),
+        (["Always", None], "always", False),
+    ],
+)
+def test_image_pull_policy(policies: list[Any], pull: Any, warned: bool) -> None:
+    containers = [{"name": f"c{i}", "image": "busybox", **({"imagePullPolicy": p} if p else {})} for i, p in enumerate(policies)]
+    options = from_kube({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": containers}})
+    assert options.get("pull") == pull
+    assert any("imagePullPolicy" in str(w) for w in options.get("warnings", [])) == warned
