@@ -3,7 +3,7 @@
  * SPDX-License-Identifier: GPL-3.0-or-later
  *
  * hyper-exec: start a process in a container of a hyper pod at the cost of a fork, not of a crun exec.
- * docs/exec.md describes the design. One static binary, three roles:
+ * docs/exec.md describes the design. One static binary, four roles:
  *
  *   hyper-exec launch NAME
  *       guest root, run by the host when a command found no server (then through crun exec). Returns at
@@ -35,6 +35,10 @@
  *       command may have run. TOKEN is chosen by the host per call; the command never sees it.
  *       When the client is killed (the host's timeout), the server SIGKILLs the command's process
  *       group and the command itself.
+ *
+ *   hyper-exec mcli NAME SOCKET LINE
+ *       guest root: LINE to a unix socket of the container's own process (haproxy's master CLI), the
+ *       answer on stdout (cmd_mcli below).
  *
  * The server runs in the container: a hostile container can kill, stop or replace them;
  * the client trusts nothing it reads from them (fixed-size messages, no file descriptors accepted).
@@ -79,6 +83,21 @@
 #define INLINE_MARKER "@@hyper-inline-output@@"
 #define LISTEN_FD 3
 #define IMAGE_FD 4
+
+/* capget/capset (linux/capability.h, which musl-gcc does not see). */
+#define CAP_VERSION_3 0x20080522u
+struct cap_header {
+	uint32_t version;
+	int pid;
+};
+struct cap_data {
+	uint32_t effective, permitted, inheritable;
+};
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_IS_SET 1
+#define PR_CAP_AMBIENT_RAISE 2
+#endif
 
 enum { MSG_HELLO = 1, MSG_STARTED = 2, MSG_EXEC_FAILED = 3, MSG_EXIT = 4 };
 enum { STAGE_CHDIR = 1, STAGE_EXEC = 2, STAGE_SETUP = 3 };
@@ -212,6 +231,34 @@ static void child_fail(int errfd, int stage, int err)
 	_exit(127);
 }
 
+/* crun exec --user UID[:GID], as crun does it: no supplementary groups, keep-caps across the uid change,
+ * then the capability sets put back (crun sets the spec's; the server has them from crun) and the ambient
+ * ones raised again. The exec then gives a non-root command what crun's gives it: its ambient set. */
+static int switch_user(uid_t uid, gid_t gid)
+{
+	struct cap_header header = {.version = CAP_VERSION_3, .pid = 0};
+	struct cap_data data[2];
+	uint64_t ambient = 0;
+	int cap;
+	if (syscall(SYS_capget, &header, data) < 0)
+		return -1;
+	for (cap = 0; cap < 64; cap++) {
+		int set = prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0);
+		if (set < 0)
+			break; /* past the kernel's last capability */
+		if (set)
+			ambient |= 1ull << cap;
+	}
+	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+		return -1;
+	if (syscall(SYS_capset, &header, data) < 0)
+		return -1;
+	for (cap = 0; cap < 64; cap++)
+		if ((ambient >> cap) & 1 && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+			return -1;
+	return prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+}
+
 /* The forked command: its own process group, stdio from the client, nothing else open. */
 static void run_child(int fds[3], int errfd, char **argv, char **env, const struct request *req, const char *cwd)
 {
@@ -240,9 +287,7 @@ static void run_child(int fds[3], int errfd, char **argv, char **env, const stru
 		if (setenv(env[i], eq + 1, 1) < 0)
 			child_fail(errfd, STAGE_SETUP, errno);
 	}
-	/* crun exec --user UID[:GID]: no supplementary groups; leaving uid 0 clears the permitted, effective
-	 * and ambient capabilities (no keep-caps), as crun's non-root processes have them after their exec. */
-	if (req->has_user && (setgroups(0, NULL) < 0 || setgid((gid_t)req->gid) < 0 || setuid((uid_t)req->uid) < 0))
+	if (req->has_user && switch_user((uid_t)req->uid, (gid_t)req->gid) < 0)
 		child_fail(errfd, STAGE_SETUP, errno);
 	if (cwd != NULL && chdir(cwd) < 0)
 		child_fail(errfd, STAGE_CHDIR, errno);
@@ -861,6 +906,92 @@ static int cmd_run(int argc, char **argv)
 	}
 }
 
+/* -- mcli: guest root, a line to a unix socket of the container's own process ------------------ */
+
+/* hyper-exec mcli NAME SOCKET LINE: connect to SOCKET, a path inside container NAME (haproxy's master
+ * CLI, docs/services.md), send LINE and a newline, copy the answer to stdout until the peer closes.
+ * The peer must be the container's process itself (SO_PEERCRED against the supervisor's pid file, which
+ * the container cannot write): a socket or link the container planted elsewhere is never written to.
+ * Exit codes: 0 answered; MCLI_NO_SOCKET (nothing sent: no such socket, or the container has no
+ * process); MCLI_NOT_SENT (nothing sent: refused, as while haproxy's master re-executes itself, or
+ * another peer); MCLI_CUT (sent, but the answer was too long or too slow, or the connection failed). */
+#define MCLI_NOT_SENT 3
+#define MCLI_CUT 4
+#define MCLI_NO_SOCKET 6
+#define MCLI_ANSWER_LIMIT (1024 * 1024)
+#define MCLI_TIMEOUT_MS 10000
+#define MCLI_LINE_LIMIT 4096
+
+static int cmd_mcli(int argc, char **argv)
+{
+	struct sockaddr_un addr;
+	struct ucred peer;
+	socklen_t len = sizeof peer;
+	char path[PATH_MAX], buf[65536];
+	size_t total = 0, line;
+	pid_t pid;
+	int root, sock;
+	ssize_t n;
+	program = "hyper-exec mcli";
+	if (argc != 5 || !valid_name(argv[2]) || argv[3][0] != '/' || strlen(argv[3]) > 200 || (line = strlen(argv[4])) == 0 ||
+	    line > MCLI_LINE_LIMIT || strchr(argv[4], '\n') != NULL) {
+		say("usage: hyper-exec mcli NAME /SOCKET/IN/THE/CONTAINER LINE");
+		return 2;
+	}
+	if (snprintf(path, sizeof path, "%s/%s/pid", CONTAINERS_DIR, argv[2]) >= (int)sizeof path || (pid = read_pid(path)) == 0) {
+		say("container %s has no process", argv[2]);
+		return MCLI_NO_SOCKET;
+	}
+	if (snprintf(path, sizeof path, "%s/%s/rootfs", CONTAINERS_DIR, argv[2]) >= (int)sizeof path ||
+	    (root = open(path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+		say("%s: %s", path, strerror(errno));
+		return MCLI_NO_SOCKET;
+	}
+	memset(&addr, 0, sizeof addr);
+	addr.sun_family = AF_UNIX;
+	if (snprintf(addr.sun_path, sizeof addr.sun_path, "/proc/self/fd/%d%s", root, argv[3]) >= (int)sizeof addr.sun_path) {
+		say("socket path too long");
+		return 2;
+	}
+	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (sock < 0 || connect(sock, (struct sockaddr *)&addr, sizeof addr) < 0) {
+		int err = errno;
+		say("%s in container %s: %s", argv[3], argv[2], strerror(err));
+		return err == ENOENT || err == ENOTDIR ? MCLI_NO_SOCKET : MCLI_NOT_SENT;
+	}
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &len) < 0 || peer.pid != pid) {
+		say("%s in container %s: the peer is pid %d, not the container's process %d; nothing sent", argv[3], argv[2], (int)peer.pid, (int)pid);
+		return MCLI_NOT_SENT;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (write_all(sock, argv[4], line) < 0 || write_all(sock, "\n", 1) < 0 || shutdown(sock, SHUT_WR) < 0) {
+		say("sending to %s: %s", argv[3], strerror(errno));
+		return MCLI_CUT;
+	}
+	for (;;) {
+		if (wait_readable(sock, MCLI_TIMEOUT_MS) <= 0) {
+			say("no end of the answer within %d ms", MCLI_TIMEOUT_MS);
+			return MCLI_CUT;
+		}
+		n = read(sock, buf, sizeof buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			say("reading the answer: %s", strerror(errno));
+			return MCLI_CUT;
+		}
+		if (n == 0)
+			return 0;
+		total += (size_t)n;
+		if (total > MCLI_ANSWER_LIMIT) {
+			say("the answer is longer than %d bytes", MCLI_ANSWER_LIMIT);
+			return MCLI_CUT;
+		}
+		if (write_all(1, buf, (size_t)n) < 0)
+			return MCLI_CUT;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "run") == 0)
@@ -869,6 +1000,8 @@ int main(int argc, char **argv)
 		return cmd_serve();
 	if (argc >= 2 && strcmp(argv[1], "launch") == 0)
 		return cmd_launch(argc, argv);
-	say("usage: hyper-exec run TOKEN NAME STDIN OUT ERR [-e K=V]... [-C DIR] -- ARGV... | launch NAME | serve");
+	if (argc >= 2 && strcmp(argv[1], "mcli") == 0)
+		return cmd_mcli(argc, argv);
+	say("usage: hyper-exec run TOKEN NAME STDIN OUT ERR [-e K=V]... [-C DIR] -- ARGV... | launch NAME | serve | mcli NAME SOCKET LINE");
 	return 2;
 }

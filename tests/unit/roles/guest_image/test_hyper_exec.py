@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -197,3 +198,85 @@ def test_bad_arguments(binary: tuple[Path, Path], args: list[str]) -> None:
     exe, _ = binary
     done = subprocess.run([str(exe), *args], capture_output=True, check=False, stdin=subprocess.DEVNULL, timeout=20)
     assert done.returncode == 2 and done.stderr.startswith(b"hyper-exec")
+
+
+# -- mcli: a line to a unix socket of the container's own process (haproxy's master CLI) ----------
+
+MCLI_SERVER = """
+import os, socket, sys
+path, reply, pid_file = sys.argv[1], sys.argv[2].encode(), sys.argv[3]
+with socket.socket(socket.AF_UNIX) as listener:
+    listener.bind(path)
+    listener.listen(4)
+    with open(pid_file, "w") as f:
+        f.write(f"{os.getpid()}\\n")
+    while True:
+        conn, _ = listener.accept()
+        data = b""
+        while not data.endswith(b"\\n"):
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        conn.sendall(data + reply)
+        conn.close()
+"""
+
+
+@pytest.fixture
+def master(binary: tuple[Path, Path]) -> Iterator[tuple[Path, Path]]:
+    """A peer on rootfs/run/m.sock of container "web"; its pid in the container's pid file (as the supervisor writes it)."""
+    _exe, containers = binary
+    rootfs = containers / "web" / "rootfs"
+    (rootfs / "run").mkdir(parents=True, exist_ok=True)
+    sock, pid_file = rootfs / "run" / "m.sock", containers / "web" / "pid"
+    sock.unlink(missing_ok=True)
+    pid_file.unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, "-c", MCLI_SERVER, str(sock), "answer\n", str(pid_file)])
+    deadline = time.monotonic() + 10
+    while not (pid_file.exists() and pid_file.read_text().endswith("\n")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield sock, pid_file
+    finally:
+        proc.kill()
+        proc.wait()
+        sock.unlink(missing_ok=True)
+        pid_file.unlink(missing_ok=True)
+
+
+def mcli(binary: tuple[Path, Path], *args: str) -> subprocess.CompletedProcess[bytes]:
+    exe, _ = binary
+    return subprocess.run([str(exe), "mcli", *args], capture_output=True, check=False, stdin=subprocess.DEVNULL, timeout=20)
+
+
+def test_mcli_sends_a_line_and_copies_the_answer(binary: tuple[Path, Path], master: tuple[Path, Path]) -> None:
+    done = mcli(binary, "web", "/run/m.sock", "show proc")
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"show proc\nanswer\n", b"")
+
+
+def test_mcli_refuses_a_peer_that_is_not_the_containers_process(binary: tuple[Path, Path], master: tuple[Path, Path]) -> None:
+    _sock, pid_file = master
+    pid_file.write_text("2\n")  # another process than the one listening
+    done = mcli(binary, "web", "/run/m.sock", "reload")
+    assert done.returncode == 3 and b"nothing sent" in done.stderr and done.stdout == b""
+
+
+@pytest.mark.parametrize(
+    ("args", "rc"),
+    [
+        (["web", "/run/none.sock", "show proc"], 6),  # no such socket: nothing sent
+        (["web", "/run/m.sock", "two\nlines"], 2),
+        (["web", "/run/m.sock", ""], 2),
+        (["web", "run/m.sock", "x"], 2),
+        (["../web", "/run/m.sock", "x"], 2),
+        (["web", "/run/m.sock", "x" * 5000], 2),
+    ],
+)
+def test_mcli_bad_or_missing(binary: tuple[Path, Path], master: tuple[Path, Path], args: list[str], rc: int) -> None:
+    assert mcli(binary, *args).returncode == rc
+
+
+def test_mcli_without_a_container_process(binary: tuple[Path, Path]) -> None:
+    done = mcli(binary, "nobody", "/run/m.sock", "show proc")
+    assert done.returncode == 6 and b"has no process" in done.stderr
