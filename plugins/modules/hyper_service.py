@@ -212,6 +212,12 @@ reloaded:
   description: Whether haproxy was reloaded (never in check mode).
   returned: success
   type: bool
+reload_seconds:
+  description:
+    - How long the reload took, from the request to haproxy's master until it reported the reload carried out.
+  returned: when haproxy was reloaded
+  type: float
+  sample: 0.182
 vips_added:
   description: Service addresses added to the pod's C(lo).
   returned: success

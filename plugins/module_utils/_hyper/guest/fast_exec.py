@@ -245,3 +245,62 @@ def _read_optional(agent: GuestAgent, path: str) -> bytes:
         if "No such file" in str(err) or "not found" in str(err):
             return b""
         raise
+
+
+# -- one line to a unix socket of a container's process (hyper-exec mcli): haproxy's master CLI ------
+
+# hyper-exec mcli's exit codes (hyper-exec.c): answered; nothing sent (refused, another peer); sent but
+# the answer was cut (too long, too slow); nothing sent (no such socket).
+MCLI_ANSWERED = 0
+MCLI_NOT_SENT = 3
+MCLI_CUT = 4
+MCLI_NO_SOCKET = 6
+MCLI_ANSWER_LIMIT = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SocketAnswer:
+    """What ``hyper-exec mcli`` reported: ``sent`` (the line reached the peer), ``answer`` (all of it when ``complete``)."""
+
+    sent: bool
+    complete: bool
+    answer: bytes
+    no_socket: bool
+    reason: str
+
+
+def socket_line(agent: GuestAgent, container: str, socket: str, line: str, timeout: float = HELPER_TIMEOUT) -> Optional[SocketAnswer]:
+    """Send ``line`` to the unix socket ``socket`` (a path in ``container``) of the container's own process.
+
+    One guest-exec of ``hyper-exec mcli`` in the guest's root: no crun, no exec helper needed. None
+    when the guest image has no hyper-exec. The answer is guest input: bounded (MCLI_ANSWER_LIMIT) and
+    the exit code one of hyper-exec's, else a GuestReplyError.
+    """
+    if agent in _NO_CLIENT:
+        return None
+    try:
+        result = agent.exec([HYPER_EXEC, "mcli", container, socket, line], timeout=timeout)
+    except AgentCommandError as err:
+        if err.command == "guest-exec":
+            _NO_CLIENT.add(agent)
+            return None
+        raise
+    what = f"{agent.name}: hyper-exec mcli {socket} in container {container}"
+    rc, _signal = exit_of(result, what)
+    if rc not in (MCLI_ANSWERED, MCLI_NOT_SENT, MCLI_CUT, MCLI_NO_SOCKET):
+        raise GuestReplyError(f"{what}: exit code {rc}: {guest_text(result.stderr, REASON_LIMIT)}")
+    if len(result.stdout) > MCLI_ANSWER_LIMIT:
+        raise GuestReplyError(f"{what}: an answer of {len(result.stdout)} bytes, more than the {MCLI_ANSWER_LIMIT} it reads")
+    return SocketAnswer(
+        sent=rc in (MCLI_ANSWERED, MCLI_CUT),
+        complete=rc == MCLI_ANSWERED,
+        answer=result.stdout,
+        no_socket=rc == MCLI_NO_SOCKET,
+        reason=guest_text(result.stderr, REASON_LIMIT).strip(),
+    )
+
+
+def launch(agent: GuestAgent, container: str) -> None:
+    """Start the container's exec helper now, in the background, for the commands to come (best effort)."""
+    if agent not in _NO_CLIENT:
+        _launch(agent, container)
