@@ -147,18 +147,18 @@ def test_unavailable_when_the_server_is_dead(binary: tuple[Path, Path], server: 
 
 
 def test_lost_when_the_server_dies_during_the_command(binary: tuple[Path, Path], server: subprocess.Popen[bytes]) -> None:
-    exe, _ = binary
+    exe, _containers = binary
     client = subprocess.Popen([str(exe), "run", TOKEN, "web", "", "", "", "--", "sleep", "5"], stderr=subprocess.PIPE)
     time.sleep(0.5)
     server.kill()
     server.wait()
-    _, stderr = client.communicate(timeout=20)
+    _stdout, stderr = client.communicate(timeout=20)
     assert client.returncode == 125 and stderr.startswith(f"hyper-exec: {TOKEN} lost: ".encode())
 
 
 @pytest.mark.usefixtures("server")
 def test_a_killed_client_takes_the_process_group_with_it(binary: tuple[Path, Path], tmp_path: Path) -> None:
-    exe, _ = binary
+    exe, _containers = binary
     marker = tmp_path / "pids"
     client = subprocess.Popen([str(exe), "run", TOKEN, "web", "", "", "", "--", "sh", "-c", f"sleep 60 & echo $$ $! >{marker}; wait"])
     deadline = time.monotonic() + 10
@@ -195,7 +195,7 @@ def _alive(pid: int) -> bool:
     ],
 )
 def test_bad_arguments(binary: tuple[Path, Path], args: list[str]) -> None:
-    exe, _ = binary
+    exe, _containers = binary
     done = subprocess.run([str(exe), *args], capture_output=True, check=False, stdin=subprocess.DEVNULL, timeout=20)
     assert done.returncode == 2 and done.stderr.startswith(b"hyper-exec")
 
@@ -246,7 +246,7 @@ def master(binary: tuple[Path, Path]) -> Iterator[tuple[Path, Path]]:
 
 
 def mcli(binary: tuple[Path, Path], *args: str) -> subprocess.CompletedProcess[bytes]:
-    exe, _ = binary
+    exe, _containers = binary
     return subprocess.run([str(exe), "mcli", *args], capture_output=True, check=False, stdin=subprocess.DEVNULL, timeout=20)
 
 

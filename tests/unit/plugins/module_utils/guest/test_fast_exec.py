@@ -115,7 +115,7 @@ def test_client_verdict(rc: Optional[int], stderr: bytes, expected: Optional[tup
 
 
 def test_tokens_differ() -> None:
-    assert len({fe.new_token() for _ in range(50)}) == 50
+    assert len({fe.new_token() for _count in range(50)}) == 50
 
 
 # -- run_in_container through the helper ---------------------------------------------------------
