@@ -79,7 +79,7 @@ class FakeGuest(ScriptedTransport):
         if argv[0] == HYPER_EXEC:
             # A guest image made before the exec helper: qemu-ga cannot start it (test_fast_exec covers it).
             self.helper_calls += 1
-            return Reply(error={"class": "GenericError", "desc": f"Failed to execute child process \"{HYPER_EXEC}\" (No such file or directory)"})
+            return Reply(error={"class": "GenericError", "desc": f'Failed to execute child process "{HYPER_EXEC}" (No such file or directory)'})
         self.argvs.append(argv)
         stdin = base64.b64decode(args["input-data"]) if "input-data" in args else None
         self.stdins.append(stdin)
