@@ -913,11 +913,13 @@ static int cmd_run(int argc, char **argv)
  * The peer must be the container's process itself (SO_PEERCRED against the supervisor's pid file, which
  * the container cannot write): a socket or link the container planted elsewhere is never written to.
  * Exit codes: 0 answered; MCLI_NO_SOCKET (nothing sent: no such socket, or the container has no
- * process); MCLI_NOT_SENT (nothing sent: refused, as while haproxy's master re-executes itself, or
- * another peer); MCLI_CUT (sent, but the answer was too long or too slow, or the connection failed). */
+ * process); MCLI_NOT_SENT (nothing sent: refused, as while haproxy's master re-executes itself);
+ * MCLI_OTHER_PEER (nothing sent: the peer is not the container's process); MCLI_CUT (sent, but the
+ * answer was too long or too slow, or the connection failed). */
 #define MCLI_NOT_SENT 3
 #define MCLI_CUT 4
 #define MCLI_NO_SOCKET 6
+#define MCLI_OTHER_PEER 7
 #define MCLI_ANSWER_LIMIT (1024 * 1024)
 #define MCLI_TIMEOUT_MS 10000
 #define MCLI_LINE_LIMIT 4096
@@ -961,7 +963,7 @@ static int cmd_mcli(int argc, char **argv)
 	}
 	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &len) < 0 || peer.pid != pid) {
 		say("%s in container %s: the peer is pid %d, not the container's process %d; nothing sent", argv[3], argv[2], (int)peer.pid, (int)pid);
-		return MCLI_NOT_SENT;
+		return MCLI_OTHER_PEER;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (write_all(sock, argv[4], line) < 0 || write_all(sock, "\n", 1) < 0 || shutdown(sock, SHUT_WR) < 0) {

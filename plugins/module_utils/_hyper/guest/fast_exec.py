@@ -249,23 +249,28 @@ def _read_optional(agent: GuestAgent, path: str) -> bytes:
 
 # -- one line to a unix socket of a container's process (hyper-exec mcli): haproxy's master CLI ------
 
-# hyper-exec mcli's exit codes (hyper-exec.c): answered; nothing sent (refused, another peer); sent but
-# the answer was cut (too long, too slow); nothing sent (no such socket).
+# hyper-exec mcli's exit codes (hyper-exec.c): answered; nothing sent (refused); sent but the answer was
+# cut (too long, too slow); nothing sent (no such socket); nothing sent (the peer is not the container's process).
 MCLI_ANSWERED = 0
 MCLI_NOT_SENT = 3
 MCLI_CUT = 4
 MCLI_NO_SOCKET = 6
+MCLI_OTHER_PEER = 7
 MCLI_ANSWER_LIMIT = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class SocketAnswer:
-    """What ``hyper-exec mcli`` reported: ``sent`` (the line reached the peer), ``answer`` (all of it when ``complete``)."""
+    """What ``hyper-exec mcli`` reported: ``sent`` (the line reached the peer), ``answer`` (all of it when ``complete``).
+
+    ``unusable``: nothing was sent and trying again will not help (no such socket, or its peer is not
+    the container's own process).
+    """
 
     sent: bool
     complete: bool
     answer: bytes
-    no_socket: bool
+    unusable: bool
     reason: str
 
 
@@ -287,7 +292,7 @@ def socket_line(agent: GuestAgent, container: str, socket: str, line: str, timeo
         raise
     what = f"{agent.name}: hyper-exec mcli {socket} in container {container}"
     rc, _signal = exit_of(result, what)
-    if rc not in (MCLI_ANSWERED, MCLI_NOT_SENT, MCLI_CUT, MCLI_NO_SOCKET):
+    if rc not in (MCLI_ANSWERED, MCLI_NOT_SENT, MCLI_CUT, MCLI_NO_SOCKET, MCLI_OTHER_PEER):
         raise GuestReplyError(f"{what}: exit code {rc}: {guest_text(result.stderr, REASON_LIMIT)}")
     if len(result.stdout) > MCLI_ANSWER_LIMIT:
         raise GuestReplyError(f"{what}: an answer of {len(result.stdout)} bytes, more than the {MCLI_ANSWER_LIMIT} it reads")
@@ -295,7 +300,7 @@ def socket_line(agent: GuestAgent, container: str, socket: str, line: str, timeo
         sent=rc in (MCLI_ANSWERED, MCLI_CUT),
         complete=rc == MCLI_ANSWERED,
         answer=result.stdout,
-        no_socket=rc == MCLI_NO_SOCKET,
+        unusable=rc in (MCLI_NO_SOCKET, MCLI_OTHER_PEER),
         reason=guest_text(result.stderr, REASON_LIMIT).strip(),
     )
 

@@ -265,7 +265,8 @@ class HaproxyGuest:
         configuration did not load (the old worker keeps serving): ServiceError with the ALERT lines of
         the container's log. Each call is one guest-exec of ``hyper-exec mcli`` (guest/fast_exec.py); a
         command sent through a socket is never lost, unlike a signal. Service containers without the
-        master socket (an image made before it) or guests without hyper-exec are reloaded by signal.
+        master socket (an image made before it), whose socket is not its own process's, or guests
+        without hyper-exec are reloaded by signal.
         """
         what = f"{self.agent.name}: haproxy's master CLI in container {self.container}"
         deadline = Deadline(self.reload_timeout, self._clock)
@@ -310,7 +311,7 @@ class HaproxyGuest:
         delays = backoff(CLI_FIRST_DELAY, cap=CLI_MAX_DELAY)
         while True:
             answer = socket_line(self.agent, self.container, MASTER_SOCKET, SHOW_PROC, timeout=HELPER_TIMEOUT)
-            if answer is None or answer.no_socket:
+            if answer is None or answer.unusable:
                 return None
             if answer.complete:
                 return parse_show_proc(answer.answer, f"{what}: show proc")

@@ -259,7 +259,7 @@ def test_mcli_refuses_a_peer_that_is_not_the_containers_process(binary: tuple[Pa
     _sock, pid_file = master
     pid_file.write_text("2\n")  # another process than the one listening
     done = mcli(binary, "web", "/run/m.sock", "reload")
-    assert done.returncode == 3 and b"nothing sent" in done.stderr and done.stdout == b""
+    assert done.returncode == 7 and b"nothing sent" in done.stderr and done.stdout == b""
 
 
 @pytest.mark.parametrize(

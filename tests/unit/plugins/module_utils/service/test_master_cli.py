@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.fast_exec import HYPER_EXEC, MCLI_NO_SOCKET, MCLI_NOT_SENT
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.fast_exec import HYPER_EXEC, MCLI_NO_SOCKET, MCLI_NOT_SENT, MCLI_OTHER_PEER
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.replies import GuestReplyError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.haproxy import HaproxyGuest, ServiceError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.master_cli import MASTER_SOCKET, MasterState, parse_show_proc, reload_outcome
@@ -97,6 +97,7 @@ class MasterGuest(FakeGuest):
     refuse_reload: int = 0
     broken: bool = False
     socket: bool = True
+    other_peer: bool = False
     garbage: bytes = b""
 
     def mcli_lines(self) -> list[str]:
@@ -112,6 +113,8 @@ class MasterGuest(FakeGuest):
         pid = 100 + len(self.argvs)
         if not self.socket:
             run = Run(rc=MCLI_NO_SOCKET, stderr=b"hyper-exec mcli: /run/haproxy/master.sock in container haproxy: No such file or directory\n")
+        elif self.other_peer:
+            run = Run(rc=MCLI_OTHER_PEER, stderr=b"hyper-exec mcli: the peer is pid 99, not the container's process 234; nothing sent\n")
         elif self.refusing:
             self.refusing -= 1
             run = Run(rc=MCLI_NOT_SENT, stderr=b"hyper-exec mcli: /run/haproxy/master.sock in container haproxy: Connection refused\n")
@@ -183,8 +186,10 @@ def test_hostile_show_proc_is_an_error(master: MasterGuest, clock: FakeClock) ->
     assert "reload" not in master.mcli_lines()
 
 
-def test_no_master_socket_falls_back_on_the_signal(master: MasterGuest, clock: FakeClock) -> None:
-    master.socket = False
+@pytest.mark.parametrize("why", ["no socket", "another peer"])
+def test_no_usable_master_socket_falls_back_on_the_signal(master: MasterGuest, clock: FakeClock, why: str) -> None:
+    master.socket = why != "no socket"
+    master.other_peer = why == "another peer"
     children = "/proc/234/task/234/children"
     master.files[children] = b"300 "
     master.run(("wc", "-c"), Run(stdout=b"10 /run/hyper/containers/haproxy/log\n"))
