@@ -13,7 +13,7 @@ import pytest
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.fast_exec import HYPER_EXEC, MCLI_NO_SOCKET, MCLI_NOT_SENT, MCLI_OTHER_PEER
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.replies import GuestReplyError
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.haproxy import HaproxyGuest, ServiceError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.haproxy import BOOST_SCRIPT, RESTORE_SCRIPT, HaproxyGuest, ServiceError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.master_cli import MASTER_SOCKET, MasterState, parse_show_proc, reload_outcome
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.fake_agent import FakeClock, Reply
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.guest.test_exec import FakeGuest, Run
@@ -137,6 +137,8 @@ def master(clock: FakeClock) -> MasterGuest:
     guest = MasterGuest(clock)
     guest.run(("crun", "state", "haproxy"), Run(stdout=json.dumps({"status": "running", "pid": 234}).encode()))
     guest.files["/run/hyper/containers/haproxy/log"] = b"[NOTICE] old\n"
+    guest.run(("sh", "-c", BOOST_SCRIPT, "sh", "/run/hyper/containers/haproxy/pid", "-10"), Run(stdout=b"234\n"))
+    guest.run(("sh", "-c", RESTORE_SCRIPT, "sh", "234"), Run())
     guest.run(
         ("tail", "-c"),
         Run(stdout=b"[NOTICE] old\n[NOTICE]   (234) : Reloading HAProxy\n[ALERT]    (234) : config : parsing [h.cfg:14] : unknown keyword 'bogus'\n"),
@@ -156,6 +158,25 @@ def test_reload_through_the_master_cli(master: MasterGuest, clock: FakeClock) ->
     assert master.reloads == 4
     assert not [argv for argv in master.argvs if argv[0] == "kill" or argv[:2] == ["crun", "kill"]], "no signal"
     assert clock.now - start < 1
+    # the master reloads at a higher priority, and it and its workers get theirs back afterwards
+    boost, restore = master.argvs.index(["sh", "-c", BOOST_SCRIPT, "sh", "/run/hyper/containers/haproxy/pid", "-10"]), len(master.argvs) - 1
+    assert master.argvs[restore] == ["sh", "-c", RESTORE_SCRIPT, "sh", "234"]
+    assert master.argvs[boost + 1][4] == "reload"
+
+
+def test_priority_given_back_after_a_failed_reload(master: MasterGuest, clock: FakeClock) -> None:
+    master.broken = True
+    with pytest.raises(ServiceError):
+        haproxy_of(master, clock).reload()
+    assert ["sh", "-c", RESTORE_SCRIPT, "sh", "234"] in master.argvs
+
+
+@pytest.mark.parametrize("boost", [Run(rc=1), Run(stdout=b"1\n"), Run(stdout=b"not a pid\n")])
+def test_reload_without_the_priority_boost(master: MasterGuest, clock: FakeClock, boost: Run) -> None:
+    master.runs[("sh", "-c", BOOST_SCRIPT, "sh", "/run/hyper/containers/haproxy/pid", "-10")] = [boost]
+    haproxy_of(master, clock).reload()
+    assert master.reloads == 4
+    assert not [argv for argv in master.argvs if argv[:3] == ["sh", "-c", RESTORE_SCRIPT]]
 
 
 def test_reload_sent_again_only_when_refused(master: MasterGuest, clock: FakeClock) -> None:
