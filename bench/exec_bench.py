@@ -6,9 +6,11 @@ One pod ``bench-exec-<hex>`` (one busybox container ``app``, ``sleep 3600``) is 
 ``ensure_pod`` and removed at the end, also on Ctrl-C and SIGTERM. On it, interleaved:
 
 1. exec round trip (``--runs``, default 15): ours = ``run_in_container(agent, "app", ["true"])``
-   (the library call behind hyper_exec), with ``large_output`` False and True; raw = one
-   guest-exec of ``/usr/bin/crun exec app true`` with capture-output and a guest-exec-status
-   loop with a fixed 10 ms sleep.
+   (the library call behind hyper_exec), through the container's exec helper (the fast path) with
+   ``large_output`` False and True, and through crun exec (``exec_helper=False``, large_output);
+   raw = one guest-exec with capture-output and a guest-exec-status loop with a fixed 10 ms sleep,
+   of ``/bin/true`` in the guest's root (the baseline of the ratios: the cost of a bare guest-exec)
+   and of ``/usr/bin/crun exec app true``. Goal: the fast path ÷ raw ``/bin/true`` ≤ 1.5.
 2. file push of an 8 MiB random file to /run/hyper/bench.bin (``--push-runs``, default 3): ours =
    the pod's data channel (``data_channel.Pusher``, what the hyper connection's put_file uses for
    files of 256 KiB and more) and ``GuestAgent.write_file`` (default chunk, its fallback); raw =
@@ -41,6 +43,8 @@ POD_PREFIX = PREFIX + "exec-"
 DEFAULT_IMAGE = "oci:/var/lib/hyper-test/images/oci:busybox"
 CONTAINER = "app"
 RAW_CRUN = "/usr/bin/crun"
+ROOT_TRUE = ("/bin/true",)
+HELPER_WAIT = 30.0
 RAW_SLEEP = 0.01
 RAW_CALL_TIMEOUT = 10
 RAW_CHUNK = 64 * 1024
@@ -63,9 +67,9 @@ class Raw:
             request["arguments"] = arguments
         return json.loads(self.libvirt_qemu.qemuAgentCommand(self.dom, json.dumps(request), RAW_CALL_TIMEOUT, 0))["return"]
 
-    def exec_true(self) -> float:
+    def exec_true(self, argv: tuple[str, ...] = (RAW_CRUN, "exec", CONTAINER, "true")) -> float:
         start = time.monotonic()
-        pid = self.agent("guest-exec", {"path": RAW_CRUN, "arg": ["exec", CONTAINER, "true"], "capture-output": True})["pid"]
+        pid = self.agent("guest-exec", {"path": argv[0], "arg": list(argv[1:]), "capture-output": True})["pid"]
         while True:
             status = self.agent("guest-exec-status", {"pid": pid})
             if status["exited"]:
@@ -73,7 +77,7 @@ class Raw:
             time.sleep(RAW_SLEEP)
         elapsed = time.monotonic() - start
         if status.get("exitcode") != 0:
-            raise RuntimeError(f"raw crun exec exited {status.get('exitcode')}: {base64.b64decode(status.get('err-data', ''))!r}")
+            raise RuntimeError(f"raw {argv[0]} exited {status.get('exitcode')}: {base64.b64decode(status.get('err-data', ''))!r}")
         return elapsed
 
     def put_file(self, data: bytes) -> float:
@@ -106,13 +110,22 @@ def start_pod(bench: BenchPod) -> tuple[GuestAgent, str, Pusher]:
     return agent, vm_id, Pusher(agent, channels, str(dom.UUIDString()))
 
 
-def ours_exec(agent: GuestAgent, large_output: bool) -> float:
+def ours_exec(agent: GuestAgent, large_output: bool, exec_helper: bool = True) -> float:
     start = time.monotonic()
-    result = run_in_container(agent, CONTAINER, ["true"], large_output=large_output)
+    result = run_in_container(agent, CONTAINER, ["true"], large_output=large_output, exec_helper=exec_helper)
     elapsed = time.monotonic() - start
     if result.rc != 0:
         raise RuntimeError(f"run_in_container true (large_output={large_output}) rc {result.rc}: {result.stderr!r}")
     return elapsed
+
+
+def wait_for_helper(agent: GuestAgent) -> None:
+    """The first command starts the container's exec helper (and goes through crun exec); wait until it serves."""
+    deadline = time.monotonic() + HELPER_WAIT
+    while run_in_container(agent, CONTAINER, ["true"]).via != "helper":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"container {CONTAINER} has no exec helper after {HELPER_WAIT:g}s (a guest image without hyper-exec? --image)")
+        time.sleep(0.1)
 
 
 def ours_push(agent: GuestAgent, data: bytes) -> float:
@@ -157,6 +170,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     exec_ours: list[float] = []
     exec_large: list[float] = []
     exec_raw: list[float] = []
+    exec_crun: list[float] = []
+    exec_root: list[float] = []
     push_ours: list[float] = []
     push_channel: list[float] = []
     push_raw: list[float] = []
@@ -168,19 +183,28 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"creating pod {bench.name}", flush=True)
             agent, vm_id, pusher = start_pod(bench)
             raw = Raw(args.uri, vm_id)
+            rw = raw
+            wait_for_helper(agent)
             # Warm-up, not counted: page cache of crun and the container's rootfs.
             ours_exec(agent, False)
+            ours_exec(agent, True, exec_helper=False)
             raw.exec_true()
-            rw = raw
+            raw.exec_true(ROOT_TRUE)
             exec_steps: list[Callable[[], None]] = [
                 lambda: exec_ours.append(ours_exec(agent, False)),
+                lambda: exec_root.append(rw.exec_true(ROOT_TRUE)),
                 lambda: exec_large.append(ours_exec(agent, True)),
+                lambda: exec_crun.append(ours_exec(agent, True, exec_helper=False)),
                 lambda: exec_raw.append(rw.exec_true()),
             ]
             for run in range(args.runs):
                 interleave(run, exec_steps)
-                ms = (exec_ours[-1] * 1000, exec_large[-1] * 1000, exec_raw[-1] * 1000)
-                print(f"exec {run + 1}/{args.runs}: ours {ms[0]:.0f} ms, large_output {ms[1]:.0f} ms, raw {ms[2]:.0f} ms", flush=True)
+                ms = (exec_ours[-1] * 1000, exec_large[-1] * 1000, exec_root[-1] * 1000, exec_crun[-1] * 1000, exec_raw[-1] * 1000)
+                print(
+                    f"exec {run + 1}/{args.runs}: helper {ms[0]:.0f} ms, helper large_output {ms[1]:.0f} ms, raw /bin/true {ms[2]:.0f} ms, "
+                    f"crun exec {ms[3]:.0f} ms, raw crun exec {ms[4]:.0f} ms",
+                    flush=True,
+                )
 
             def push_ours_step() -> None:
                 push_ours.append(ours_push(agent, data))
@@ -208,11 +232,26 @@ def main(argv: Optional[list[str]] = None) -> int:
                 raw.close()
             bench.cleanup()
     ours_m, large_m, raw_m = median(exec_ours), median(exec_large), median(exec_raw)
-    print(f"\nexec round trip of `true` in container {CONTAINER}, median of {args.runs} runs each, interleaved")
-    print(f"{'':<46} {'median ms':>9} {'ratio':>6}")
-    print(f"{'raw: guest-exec crun exec + 10 ms status poll':<46} {raw_m * 1000:>9.1f} {1.0:>6.2f}")
-    print(f"{'ours: run_in_container large_output=False':<46} {ours_m * 1000:>9.1f} {ours_m / raw_m:>6.2f}")
-    print(f"{'ours: run_in_container large_output=True':<46} {large_m * 1000:>9.1f} {large_m / raw_m:>6.2f}")
+    root_m, crun_m = median(exec_root), median(exec_crun)
+    print(f"\nexec round trip of `true`, median of {args.runs} runs each, interleaved; ratio to a bare guest-exec of /bin/true")
+    print(f"{'':<52} {'median ms':>9} {'ratio':>6}")
+    print(f"{'raw: guest-exec /bin/true in the guest root, 10 ms poll':<52} {root_m * 1000:>9.1f} {1.0:>6.2f}")
+    print(f"{'ours: exec helper, large_output=False':<52} {ours_m * 1000:>9.1f} {ours_m / root_m:>6.2f}")
+    print(f"{'ours: exec helper, large_output=True (hyper_exec)':<52} {large_m * 1000:>9.1f} {large_m / root_m:>6.2f}")
+    print(f"{'ours: crun exec (exec_helper=False), large_output':<52} {crun_m * 1000:>9.1f} {crun_m / root_m:>6.2f}")
+    print(f"{'raw: guest-exec crun exec, 10 ms poll':<52} {raw_m * 1000:>9.1f} {raw_m / root_m:>6.2f}")
+    print(
+        f"goal: exec helper ÷ raw /bin/true ≤ 1.5: {ours_m / root_m:.2f} (large_output {large_m / root_m:.2f}); crun exec ÷ exec helper {crun_m / large_m:.1f}x"
+    )
+    # On a shared host the median moves with the other load; the fastest run of each is what the path itself costs.
+    root_f, ours_f, large_f, crun_f = min(exec_root), min(exec_ours), min(exec_large), min(exec_crun)
+    print(
+        f"fastest runs: raw /bin/true {root_f * 1000:.1f} ms, exec helper {ours_f * 1000:.1f} ms ({ours_f / root_f:.2f}), "
+        f"large_output {large_f * 1000:.1f} ms ({large_f / root_f:.2f}), crun exec {crun_f * 1000:.1f} ms ({crun_f / root_f:.2f})"
+    )
+    if not args.push_runs:
+        print(f"\nload average before {load_before}, after {load_average()}")
+        return 0
     push_o, push_r, push_c = median(push_ours), median(push_raw), median(push_channel)
     size_mib = PUSH_SIZE / MIB
     print(f"\nfile push of {size_mib:.0f} MiB to {PUSH_PATH}, median of {args.push_runs} runs each, interleaved")

@@ -10,7 +10,8 @@ short_description: Run a command in a container of a hyper pod
 version_added: 0.1.0
 description:
   - Runs a command in a running container of a running hyper pod, like C(docker exec). The guest of
-    the pod runs C(crun exec), started through the QEMU guest agent.
+    the pod runs it through the container's exec helper (see O(exec_helper)), or C(crun exec), started
+    through the QEMU guest agent.
   - The command is an argument list. It is never given to a shell unless you name one yourself,
     for example O(argv=[sh, -c, 'echo $HOME']).
   - Output of any size is supported and binary safe. The guest writes stdout and stderr to files
@@ -96,6 +97,15 @@ options:
   strip_empty_ends:
     description:
       - Remove trailing newlines from RV(stdout) and RV(stderr).
+    type: bool
+    default: true
+  exec_helper:
+    description:
+      - Run the command through the container's exec helper when it runs, a small server that C(crun exec) started
+        in the container once; the command is forked by it and gets the same namespaces, user, capabilities,
+        limits, cgroup, seccomp filter and environment as from C(crun exec), about ten times faster under TCG.
+      - Without a helper (a pod or container made before it, or a helper that was stopped) and with V(false) the
+        command runs through C(crun exec).
     type: bool
     default: true
   fail_on_rc:
@@ -221,6 +231,12 @@ timed_out:
   returned: when the command ran
   type: bool
   sample: false
+via:
+  description:
+    - How the command was started in the container, V(helper) (the container's exec helper) or V(crun exec).
+  returned: when the command ran
+  type: str
+  sample: helper
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -243,6 +259,7 @@ ARGUMENT_SPEC = with_common_args(
         "timeout": {"type": "float", "default": 60},
         "strip_empty_ends": {"type": "bool", "default": True},
         "fail_on_rc": {"type": "bool", "default": True},
+        "exec_helper": {"type": "bool", "default": True},
     }
 )
 

@@ -18,6 +18,8 @@ description:
     switched. Then the new service addresses are added to the pod's C(lo) (V(/32) or V(/128)), the
     configuration is renamed into place, haproxy's master reloads it (no connection is refused or
     dropped), and the addresses no service uses any more are removed.
+  - The reload is asked on haproxy's master CLI (C(/run/haproxy/master.sock) in the service container), which answers
+    when it is carried out (RV(reload_seconds)); a service container without that socket is reloaded by SIGUSR2.
   - If the validation fails, nothing is changed. If the reload fails, the previous configuration is
     put back, the added addresses removed, and the task fails with haproxy's own message; haproxy
     keeps serving the previous configuration.
@@ -212,6 +214,12 @@ reloaded:
   description: Whether haproxy was reloaded (never in check mode).
   returned: success
   type: bool
+reload_seconds:
+  description:
+    - How long the reload took, from the request to haproxy's master until it reported the reload carried out.
+  returned: when haproxy was reloaded
+  type: float
+  sample: 0.182
 vips_added:
   description: Service addresses added to the pod's C(lo).
   returned: success

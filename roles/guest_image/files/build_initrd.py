@@ -593,6 +593,13 @@ def build_tree(config: Dict[str, object], kernel: Dict[str, str]) -> Tuple[Tree,
             order_lines.append(inner)
         tree.add_file("/etc/hyper/modules.order", ("\n".join(order_lines) + "\n").encode() if order_lines else b"")
 
+    # Files built on the host for the guest (the static exec helper): {guest path: {"path", "mode"}}.
+    host_files = config.get("host_files") or {}
+    assert isinstance(host_files, dict)
+    for path in sorted(host_files):
+        spec = host_files[path]
+        tree.add_file(path, read_bytes(str(spec["path"])), int(str(spec["mode"]), 8))
+
     init_files = config["init_files"]
     assert isinstance(init_files, dict)
     for path in sorted(init_files):

@@ -75,3 +75,15 @@ def guest_dict(value: object, what: str) -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise GuestReplyError(f"{what}: {type(value).__name__}, not a JSON object")
     return value
+
+
+def guest_int(value: object, what: str, low: int, high: int) -> int:
+    """``value`` as an integer from ``low`` to ``high`` (a bool is no integer here), or a GuestReplyError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise GuestReplyError(f"{what}: {_printable(repr(value))}, not a number from {low} to {high}")
+    return value
+
+
+def guest_text(data: bytes, limit: int) -> str:
+    """At most ``limit`` characters of guest bytes as printable text (for messages): invalid UTF-8 and control characters become '?'."""
+    return "".join(c if c.isprintable() else "?" for c in data[: limit * 4].decode("utf-8", "replace")[:limit])

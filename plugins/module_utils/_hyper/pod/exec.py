@@ -64,6 +64,7 @@ def result_dict(result: ContainerExecResult, strip_empty_ends: bool = True) -> d
         "stderr_truncated": result.stderr_truncated,
         "duration": round(result.duration, 3),
         "timed_out": result.timed_out,
+        "via": result.via,
     }
 
 
@@ -83,7 +84,16 @@ def exec_in_pod(params: Mapping[str, Any], check_mode: bool = False, session: Op
     with session or Session(str(params.get("uri") or DEFAULT_URI)) as task:
         agent = task.pod_agent(task.running(pod))
         result = run_in_container(
-            agent, container, argv, stdin=stdin, env=env or None, cwd=params.get("chdir"), user=params.get("user"), timeout=timeout, large_output=True
+            agent,
+            container,
+            argv,
+            stdin=stdin,
+            env=env or None,
+            cwd=params.get("chdir"),
+            user=params.get("user"),
+            timeout=timeout,
+            large_output=True,
+            exec_helper=bool(params.get("exec_helper", True)),
         )
     out = result_dict(result, bool(params.get("strip_empty_ends", True)))
     # failed is explicit: Ansible otherwise fails any result whose rc is not 0.

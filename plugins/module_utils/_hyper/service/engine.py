@@ -35,6 +35,8 @@ class ApplyCounts:
 
     vip_operations: int = 0
     reloads: int = 0
+    # Seconds the reloads took, from the reload request to the master's answer that it is done.
+    reload_seconds: float = 0.0
     rolled_back: list[str] = field(default_factory=list)
 
 
@@ -61,7 +63,9 @@ def apply_plan(guest: ServiceGuestApi, plan: ServicePlan, counts: Optional[Apply
             installed = True
         if "reload" in actions:
             counts.reloads += 1
+            started = time.monotonic()
             guest.reload()
+            counts.reload_seconds += time.monotonic() - started
     except HyperError:
         _roll_back(guest, plan, added, installed, counts)
         raise
@@ -130,6 +134,8 @@ def run_services(
         return result
     counts = apply_plan(guest, plan)
     result["reloaded"] = counts.reloads > 0
+    if counts.reloads:
+        result["reload_seconds"] = round(counts.reload_seconds, 3)
     return result
 
 

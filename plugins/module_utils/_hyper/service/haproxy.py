@@ -11,6 +11,7 @@ never reads half a configuration.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Any, Optional, Protocol, Sequence
@@ -19,7 +20,16 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import Ag
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import ExecResult, GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import CONTAINERS_DIR, check_name
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.exec import container_rootfs, run_in_container
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.fast_exec import SocketAnswer, launch, socket_line
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.scripts import vips
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.master_cli import (
+    MASTER_SOCKET,
+    RELOAD,
+    SHOW_PROC,
+    MasterState,
+    parse_show_proc,
+    reload_outcome,
+)
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.spec import vip_prefix
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.state import STATE_LIMIT as STATE_FILE_LIMIT
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.state import StateFileError, parse_state
@@ -42,6 +52,19 @@ RESIGNAL_SECONDS = 5.0
 MASTER_READY = "path to executable is"
 RELOAD_OK = "Loading success."
 SETTLE_SECONDS = 10.0
+# The master CLI refuses connections while the master re-executes itself; the reload is polled this fast.
+CLI_FIRST_DELAY = 0.02
+CLI_MAX_DELAY = 0.1
+# How much of the container's log the message of a failed reload reads (its end).
+LOG_TAIL_BYTES = 64 * 1024
+RELOADING = "Reloading HAProxy"
+# While it reloads, the master runs at this nice value: its re-execution (a new haproxy's start, under
+# TCG ~0.5 s of CPU) then takes the pod's vCPU from the traffic instead of sharing it evenly with a
+# client loop, which tripled the reload. Afterwards the master and its workers are set back to 0.
+RELOAD_NICE = -10
+# Fixed scripts; $1 the supervisor's pid file of the container (guest root, the container cannot write it).
+BOOST_SCRIPT = 'read -r p <"$1" && [ "$p" -gt 1 ] && renice "$2" -p "$p" >/dev/null && echo "$p"'
+RESTORE_SCRIPT = 'renice 0 -p "$1" $(cat /proc/"$1"/task/"$1"/children) >/dev/null'
 LOG_MESSAGE_LINES = 10
 # Fixed scripts; the addresses (checked by service_spec, as ADDRESS/PREFIX) are their parameters.
 # replace is idempotent; a deletion of an address that is gone already is no failure.
@@ -145,6 +168,8 @@ class HaproxyGuest:
             status = "unknown"
         if status != "running":
             raise ContainerError(self.container, f"is {status} in {self.agent.name}, not running: start the pod again with hyper.pods.hyper_pod")
+        # The exec helper starts in the background now, so that haproxy -c finds it (guest/fast_exec.py).
+        launch(self.agent, self.container)
 
     def _read_optional(self, path: str, limit: int = STATE_LIMIT) -> Optional[bytes]:
         try:
@@ -240,6 +265,94 @@ class HaproxyGuest:
         return {int(word) for word in data.split() if word.isdigit()}
 
     def reload(self) -> None:
+        """Reload through haproxy's master CLI; done when the master says it carried the reload out.
+
+        ``show proc`` gives the master's reload and failure counts; ``reload`` is sent (a refused
+        connection sent nothing, so it is tried again: the master is re-executing itself); then
+        ``show proc`` is polled until the reload count grew. A grown failure count means the new
+        configuration did not load (the old worker keeps serving): ServiceError with the ALERT lines of
+        the container's log. Each call is one guest-exec of ``hyper-exec mcli`` (guest/fast_exec.py); a
+        command sent through a socket is never lost, unlike a signal. Service containers without the
+        master socket (an image made before it), whose socket is not its own process's, or guests
+        without hyper-exec are reloaded by signal.
+        """
+        what = f"{self.agent.name}: haproxy's master CLI in container {self.container}"
+        deadline = Deadline(self.reload_timeout, self._clock)
+        before = self._master_state(what, deadline)
+        if before is None:
+            self.reload_by_signal()
+            return
+        master = self._boost()
+        try:
+            self._reload_by_cli(before, what, deadline)
+        finally:
+            if master is not None:
+                with contextlib.suppress(HyperError):
+                    self.agent.exec(["sh", "-c", RESTORE_SCRIPT, "sh", str(master)], timeout=HELPER_TIMEOUT)
+
+    def _boost(self) -> Optional[int]:
+        """Give the master RELOAD_NICE for its reload; its guest pid, or None when that did not work (best effort)."""
+        pid_file = f"{CONTAINERS_DIR}/{self.container}/pid"
+        try:
+            result = self.agent.exec(["sh", "-c", BOOST_SCRIPT, "sh", pid_file, str(RELOAD_NICE)], timeout=HELPER_TIMEOUT)
+        except HyperError:
+            return None
+        text = _text(result.stdout).strip()
+        return int(text) if result.rc == 0 and text.isdigit() and 1 < int(text) < 2**22 else None
+
+    def _reload_by_cli(self, before: MasterState, what: str, deadline: Deadline) -> None:
+        delays = backoff(CLI_FIRST_DELAY, cap=CLI_MAX_DELAY)
+        sent = False
+        last = ""
+        while True:
+            answer = self._mcli(SHOW_PROC if sent else RELOAD, what)
+            last = answer.reason or last
+            if not sent:
+                sent = answer.sent
+            elif answer.complete:
+                outcome = reload_outcome(before, parse_show_proc(answer.answer, f"{what}: show proc"))
+                if outcome == "loaded":
+                    return
+                if outcome == "failed":
+                    text = self._reload_log()
+                    raise ServiceError(
+                        f"haproxy could not load the new configuration of container {self.container} (the previous one keeps serving):\n"
+                        + "\n".join(haproxy_messages(text)),
+                        {"haproxy_output": text.splitlines()},
+                    )
+            if deadline.expired:
+                raise ServiceError(
+                    f"haproxy in container {self.container} did not finish its reload within {self.reload_timeout:g}s"
+                    f" ({'reload sent' if sent else 'reload not accepted'}; last: {last or 'no answer'})"
+                )
+            self._sleep(min(next(delays), max(deadline.remaining, 0.0)))
+
+    def _mcli(self, line: str, what: str) -> SocketAnswer:
+        answer = socket_line(self.agent, self.container, MASTER_SOCKET, line, timeout=HELPER_TIMEOUT)
+        if answer is None:
+            raise AgentError(f"{what}: hyper-exec went away from the guest")
+        return answer
+
+    def _master_state(self, what: str, deadline: Deadline) -> Optional[MasterState]:
+        """The master's state before a reload; None without a master socket or without hyper-exec (reload by signal)."""
+        delays = backoff(CLI_FIRST_DELAY, cap=CLI_MAX_DELAY)
+        while True:
+            answer = socket_line(self.agent, self.container, MASTER_SOCKET, SHOW_PROC, timeout=HELPER_TIMEOUT)
+            if answer is None or answer.unusable:
+                return None
+            if answer.complete:
+                return parse_show_proc(answer.answer, f"{what}: show proc")
+            if deadline.expired:
+                raise ServiceError(f"haproxy's master in container {self.container} did not answer on {MASTER_SOCKET}: {answer.reason}")
+            self._sleep(min(next(delays), max(deadline.remaining, 0.0)))
+
+    def _reload_log(self) -> str:
+        """The container's log since the master's last ``Reloading HAProxy`` (its end, bounded)."""
+        text = _text(self._run(["tail", "-c", str(LOG_TAIL_BYTES), self._log], "reading the haproxy log").stdout)
+        at = text.rfind(RELOADING)
+        return text[at:] if at >= 0 else text
+
+    def reload_by_signal(self) -> None:
         """SIGUSR2 to the master (the container's process); done when it has forked a new worker.
 
         The master re-reads haproxy.cfg, takes the listening sockets over from the running worker
@@ -257,7 +370,9 @@ class HaproxyGuest:
         signal_at = self._clock()
         while True:
             if self._clock() >= signal_at:
-                self._run(["crun", "kill", self.container, "SIGUSR2"], "signalling the haproxy master")
+                # The master is the container's process (pid from crun state): a bare kill in the guest is
+                # what crun kill does, without crun's ~200 ms start under TCG at every (re)send.
+                self._run(["kill", "-USR2", str(master)], "signalling the haproxy master")
                 signal_at = self._clock() + RESIGNAL_SECONDS
             if self._workers(master) - before:
                 self._settle(offset)

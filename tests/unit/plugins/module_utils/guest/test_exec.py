@@ -16,6 +16,7 @@ import pytest
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ContainerError, DomainNotFound, DomainNotRunning, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import exec as ce
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import MAX_REQUEST_DATA, GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.fast_exec import HYPER_EXEC, without_client
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod import exec as pe
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import Session, running_pod
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.fake_agent import FakeClock, Reply, ScriptedTransport
@@ -49,6 +50,7 @@ class FakeGuest(ScriptedTransport):
     _procs: dict[int, tuple[Run, float]] = field(default_factory=dict)
     _handles: dict[int, tuple[str, int]] = field(default_factory=dict)
     killed: set[int] = field(default_factory=set)
+    helper_calls: int = 0
 
     def __post_init__(self) -> None:
         for name in ("guest-exec", "guest-exec-status", "guest-file-open", "guest-file-read", "guest-file-write", "guest-file-close"):
@@ -74,6 +76,10 @@ class FakeGuest(ScriptedTransport):
         assert isinstance(args["arg"], list), "argv lists only, never a shell string"
         assert "env" not in args, "crun must keep the agent's environment"
         argv = [args["path"], *args["arg"]]
+        if argv[0] == HYPER_EXEC:
+            # A guest image made before the exec helper: qemu-ga cannot start it (test_fast_exec covers it).
+            self.helper_calls += 1
+            return Reply(error={"class": "GenericError", "desc": f'Failed to execute child process "{HYPER_EXEC}" (No such file or directory)'})
         self.argvs.append(argv)
         stdin = base64.b64decode(args["input-data"]) if "input-data" in args else None
         self.stdins.append(stdin)
@@ -156,7 +162,10 @@ def guest(clock: FakeClock) -> FakeGuest:
 
 @pytest.fixture
 def agent(guest: FakeGuest, clock: FakeClock) -> GuestAgent:
-    return GuestAgent(guest, name="vm-1", clock=clock, sleep=clock.sleep)
+    """An agent of a guest without the exec helper: these tests are about the crun exec path."""
+    agent = GuestAgent(guest, name="vm-1", clock=clock, sleep=clock.sleep)
+    without_client(agent)
+    return agent
 
 
 def kill_on_request(guest: FakeGuest) -> Callable[[list[str]], Run]:

@@ -10,6 +10,7 @@ import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, ContainerError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.fast_exec import without_client
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.haproxy import (
     ADD_VIPS_SCRIPT,
     REMOVE_VIPS_SCRIPT,
@@ -40,7 +41,9 @@ def _mv(guest: FakeGuest, argv: list[str]) -> Run:
 
 @pytest.fixture
 def haproxy(fake: FakeGuest, clock: FakeClock) -> HaproxyGuest:
-    return HaproxyGuest(GuestAgent(fake, name="pod web", clock=clock, sleep=clock.sleep), "haproxy", reload_timeout=30, clock=clock, sleep=clock.sleep)
+    agent = GuestAgent(fake, name="pod web", clock=clock, sleep=clock.sleep)
+    without_client(agent)  # haproxy -c through crun exec here; test_fast_exec covers the exec helper
+    return HaproxyGuest(agent, "haproxy", reload_timeout=30, clock=clock, sleep=clock.sleep)
 
 
 def test_missing_container(fake: FakeGuest, haproxy: HaproxyGuest) -> None:
@@ -108,14 +111,14 @@ def _reload_script(fake: FakeGuest, log_after: bytes, new_worker_after: int) -> 
     fake.files[CHILDREN] = b"300 "
     fake.files[LOG] = b"old lines\n"
     fake.run(("wc", "-c"), Run(stdout=b"10 " + LOG.encode() + b"\n"))
-    fake.run(("tail", "-c", "+11"), lambda argv: Run(stdout=log_after if fake.argvs.count(["crun", "kill", "haproxy", "SIGUSR2"]) else b""))
+    fake.run(("tail", "-c", "+11"), lambda argv: Run(stdout=log_after if fake.argvs.count(["kill", "-USR2", "234"]) else b""))
 
     def kill(argv: list[str]) -> Run:
         if new_worker_after and fake.argvs.count(argv) >= new_worker_after:
             fake.files[CHILDREN] = b"300 301 "
         return Run()
 
-    fake.run(("crun", "kill", "haproxy", "SIGUSR2"), kill)
+    fake.run(("kill", "-USR2", "234"), kill)
 
 
 def test_reload_done_when_a_new_worker_exists(fake: FakeGuest, haproxy: HaproxyGuest, clock: FakeClock) -> None:
@@ -123,7 +126,7 @@ def test_reload_done_when_a_new_worker_exists(fake: FakeGuest, haproxy: HaproxyG
     _reload_script(fake, log, new_worker_after=1)
     start = clock.now
     haproxy.reload()
-    assert fake.argvs.count(["crun", "kill", "haproxy", "SIGUSR2"]) == 1
+    assert fake.argvs.count(["kill", "-USR2", "234"]) == 1
     assert clock.now - start < 1  # the master was back from its re-execution at once
 
 
@@ -138,7 +141,7 @@ def test_reload_signal_sent_again_when_lost(fake: FakeGuest, haproxy: HaproxyGue
     _reload_script(fake, b"", new_worker_after=2)
     start = clock.now
     haproxy.reload()
-    assert fake.argvs.count(["crun", "kill", "haproxy", "SIGUSR2"]) == 2
+    assert fake.argvs.count(["kill", "-USR2", "234"]) == 2
     assert clock.now - start >= RESIGNAL_SECONDS
 
 
