@@ -29,6 +29,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import lay
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import (
     KILL_GRACE,
     MAX_REQUEST_DATA,
+    READ_LIMIT,
     ExecResult,
     ExecTimeout,
     GuestAgent,
@@ -151,6 +152,7 @@ def run_in_container(
     user: Optional[str] = None,
     timeout: float = DEFAULT_TIMEOUT,
     large_output: bool = False,
+    output_limit: int = READ_LIMIT,
 ) -> ContainerExecResult:
     """Run ``argv`` in ``container`` of the guest behind ``agent``; wait up to ``timeout`` seconds.
 
@@ -162,8 +164,11 @@ def run_in_container(
 
     On timeout the process is killed (SIGKILL, through the pid crun wrote) and the result has
     ``timed_out``. A container the guest does not run raises ContainerError; a missing program is
-    a result (crun's message on stderr, non-zero rc).
+    a result (crun's message on stderr, non-zero rc). A stream longer than ``output_limit`` bytes is
+    an OutputLimitError (the guest is not trusted to end its output).
     """
+    if isinstance(output_limit, bool) or not isinstance(output_limit, int) or output_limit <= 0:
+        raise SpecError("output_limit", output_limit, "must be a number of bytes above 0")
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise SpecError("timeout", timeout, "must be a number of seconds above 0")
     if stdin is not None and not isinstance(stdin, bytes):
@@ -205,8 +210,12 @@ def run_in_container(
             stderr = stderr[: -len(marker)]  # came back inline; the wrapper removed the files
             cleanup = stdin_file or timed_out
         elif large_output:
-            stdout = _read_optional(agent, files.stdout)
-            stderr = _read_optional(agent, files.stderr)
+            stdout = _read_optional(agent, files.stdout, output_limit)
+            stderr = _read_optional(agent, files.stderr, output_limit)
+        for stream, data in (("stdout", stdout), ("stderr", stderr)):
+            if len(data) > output_limit:
+                message = f"{agent.name}: the {stream} of {argv[0]} in container {container} is larger than the limit of {output_limit} bytes"
+                raise OutputLimitError(message, output_limit)
         if not timed_out and rc is not None and rc != 0 and any(hint in stderr for hint in CRUN_ERROR_HINTS):
             _check_container(agent, container)
     finally:
@@ -235,11 +244,21 @@ def _kill(agent: GuestAgent, files: _TempFiles, pid: int, what: str) -> Optional
         return err.result
 
 
-def _read_optional(agent: GuestAgent, path: str) -> bytes:
+class OutputLimitError(AgentError):
+    """A command's stdout or stderr is longer than the caller's bound; ``details["limit"]`` is the bound."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message, {"limit": limit})
+        self.limit = limit
+
+
+def _read_optional(agent: GuestAgent, path: str, limit: int = READ_LIMIT) -> bytes:
     """A redirected stream; empty when the file was never created (crun failed before the redirect mattered)."""
     try:
-        return agent.read_file(path)
+        return agent.read_file(path, limit=limit)
     except AgentError as err:
+        if err.details.get("limit") == limit:
+            raise OutputLimitError(f"{err.message} (the command's output)", limit) from None
         if "No such file" in str(err) or "not found" in str(err):
             return b""
         raise
