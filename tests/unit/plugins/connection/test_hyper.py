@@ -230,7 +230,16 @@ def test_exec_runs_sh_c_with_stdin(world: World) -> None:
     conn = connection(world, command_timeout=12.5)
     rc, out, err = conn.exec_command("echo 'héllo' | cat", in_data=b"module")
     assert (rc, out, err) == (3, b"out \xff", b"err")
-    assert world.runs == [{"container": "httpd", "argv": ["/bin/sh", "-c", "echo 'héllo' | cat"], "stdin": b"module", "timeout": 12.5, "large_output": True, "output_limit": 64 * 1024 * 1024}]
+    assert world.runs == [
+        {
+            "container": "httpd",
+            "argv": ["/bin/sh", "-c", "echo 'héllo' | cat"],
+            "stdin": b"module",
+            "timeout": 12.5,
+            "large_output": True,
+            "output_limit": 64 * 1024 * 1024,
+        }
+    ]
 
 
 def test_exec_signal_death(world: World) -> None:
