@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Union
 
 import pytest
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ContainerError, DomainNotFound, DomainNotRunning, SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ContainerError, DomainNotFound, DomainNotRunning, HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import exec as ce
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import MAX_REQUEST_DATA, GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod import exec as pe
@@ -488,3 +488,17 @@ def test_exec_in_pod_timeout_fails(guest: FakeGuest, clock: FakeClock) -> None:
 def test_exec_in_pod_unknown_pod(guest: FakeGuest, clock: FakeClock) -> None:
     with pytest.raises(DomainNotFound, match="pod db does not exist"):
         pe.exec_in_pod({"pod": "db", "container": "app", "argv": ["x"]}, session=module_deps(guest, clock))
+
+
+def test_exec_in_pod_stdin_secret_is_sent_like_stdin(guest: FakeGuest, clock: FakeClock) -> None:
+    guest.run(("crun", "exec"), Run(stdout=b"ok\n"))
+    pe.exec_in_pod({"pod": "web", "container": "app", "argv": ["cat"], "stdin_secret": "s3cret"}, session=module_deps(guest, clock))
+    assert guest.stdins[0] == b"s3cret\n"
+
+
+def test_exec_in_pod_output_over_the_limit_names_the_option(guest: FakeGuest, clock: FakeClock) -> None:
+    guest.run(("crun", "exec"), Run(stdout=b"0123456789"))
+    with pytest.raises(HyperError, match=r"stdout of x in container app is larger than the limit of 4 bytes: raise output_limit \(4\)"):
+        pe.exec_in_pod({"pod": "web", "container": "app", "argv": ["x"], "output_limit": 4}, session=module_deps(guest, clock))
+    with pytest.raises(SpecError, match="output_limit"):
+        pe.exec_in_pod({"pod": "web", "container": "app", "argv": ["x"], "output_limit": 0}, session=module_deps(guest, clock))
