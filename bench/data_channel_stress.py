@@ -85,7 +85,8 @@ def worker(uri: str, pod: str, index: int, copies: int, seed: int, queue: Any) -
                     counts["agent"] += 1
                 else:
                     counts["channel"] += 1
-                check = run_in_container(agent, CONTAINER, ["sha256sum", "/" + target], timeout=60)
+                # The guest's own sha256sum (the test image has none) of the container's file.
+                check = agent.exec(["sha256sum", f"{root}/{target}"], timeout=60)
                 if check.stdout.split()[:1] != [hashlib.sha256(data).hexdigest().encode()]:
                     raise RuntimeError(f"sha256 of /{target} differs: {check.stdout[:80]!r} {check.stderr[:200]!r}")
                 counts["bytes"] += size
@@ -117,17 +118,18 @@ def reproduce(uri: str, pod: str, times: int) -> tuple[int, list[str]]:
             pid = agent.spawn(argv)
             time.sleep(1.0)  # the host's connection reaches the guest after the reader's first read
             sock = dc._connect_unix(channel.path)
+            sent = ""
             try:
                 sock.settimeout(5)
                 try:
                     sock.sendall(data + trailer.encode())
                 except OSError as err:
-                    failures.append(f"send: {err}")
+                    sent = f" (send: {err})"
                 result = agent.wait(pid, 30)
             finally:
                 sock.close()
             if result.rc != 0:
-                failures.append(result.stderr.decode("utf-8", "replace").strip().replace("\n", " | "))
+                failures.append(result.stderr.decode("utf-8", "replace").strip().replace("\n", " | ") + sent)
     finally:
         client.close()
     return len(failures), failures
