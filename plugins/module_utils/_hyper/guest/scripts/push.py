@@ -52,5 +52,5 @@ done
 [ "$(tail -c 32 "$tmp")" = "$trailer" ] || fail "the data did not end with its trailer (bytes lost or stale on the channel)"
 truncate -s "$size" "$tmp" || fail "truncate $tmp failed"
 [ -z "$mode" ] || chmod "$mode" "$tmp" || fail "chmod $mode $tmp failed"
-mv -f "$tmp" "$target" || fail "rename $tmp to $target failed"
+mv -f -T "$tmp" "$target" || fail "rename $tmp to $target failed"
 """

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,35 @@ def test_vips_add_and_remove_in_a_network_namespace() -> None:
     added, removed = result.stdout.split("---")
     assert "10.96.0.10/32" in added and "fd00::10/128" in added
     assert "10.96.0.10" not in removed and "fd00::10" not in removed
+
+
+def test_push_waits_out_an_end_of_file_before_the_data(tmp_path: Path) -> None:
+    """A virtio-serial port reads end-of-file until the host end is connected: the reader keeps the port and waits."""
+    port = tmp_path / "port"
+    port.write_bytes(b"")  # nothing yet: end-of-file at once, as an unconnected port
+    data, trailer = b"late data" * 100, "t" * 32
+    target, tmp = tmp_path / "target", tmp_path / "target.tmp"
+    assert BUSYBOX is not None
+    reader = subprocess.Popen(
+        [BUSYBOX, "sh", "-c", push.SCRIPT, "sh", str(port), str(tmp), str(len(data) + 32), trailer, str(len(data)), "", str(target), "", "100"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        time.sleep(0.5)  # the reader has seen end-of-file several times by now
+        with open(port, "ab") as handle:  # the host connects and sends
+            handle.write(data + trailer.encode())
+        _out, err = reader.communicate(timeout=30)
+    finally:
+        reader.kill()
+    assert reader.returncode == 0, err
+    assert target.read_bytes() == data
+
+
+def test_push_gives_up_when_no_data_comes(tmp_path: Path) -> None:
+    port = tmp_path / "port"
+    port.write_bytes(b"")
+    result = sh(push.SCRIPT, str(port), str(tmp_path / "t.tmp"), "100", "t" * 32, "68", "", str(tmp_path / "t"), "", "2")
+    assert result.returncode == 3
+    assert b"no data on the data channel" in result.stderr
+    assert not (tmp_path / "t.tmp").exists()
