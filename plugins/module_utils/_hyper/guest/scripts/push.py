@@ -24,30 +24,30 @@ SCRIPT = """set -u
 port=$1 tmp=$2 count=$3 trailer=$4 size=$5 mode=$6 target=$7 root=${8:-} idle_max=${9:-600}
 fail() { rm -f "$tmp"; echo "$1" >&2; exit 3; }
 if [ -n "$root" ]; then
-	case "/$tmp/" in */../* | */./* | //*) echo "refused path '$tmp'" >&2; exit 3 ;; esac
-	case "/$target/" in */../* | */./* | //*) echo "refused path '$target'" >&2; exit 3 ;; esac
-	view=/run/hyper/view
-	{ mkdir -p "$view" && mount --bind "$root" "$view" && mount -o remount,bind,nosymfollow,nodev,nosuid "$view"; } ||
-		{ echo "cannot make a nosymfollow view of $root" >&2; exit 3; }
-	tmp=$view/$tmp target=$view/$target
-	[ -d "${target%/*}" ] || { echo "no directory ${target#"$view"} in the container (or a link on its way)" >&2; exit 3; }
-	[ -L "$target" ] && { echo "${target#"$view"} is a symbolic link; the host does not write through links in a container" >&2; exit 3; }
+    case "/$tmp/" in */../* | */./* | //*) echo "refused path '$tmp'" >&2; exit 3 ;; esac
+    case "/$target/" in */../* | */./* | //*) echo "refused path '$target'" >&2; exit 3 ;; esac
+    view=/run/hyper/view
+    { mkdir -p "$view" && mount --bind "$root" "$view" && mount -o remount,bind,nosymfollow,nodev,nosuid "$view"; } ||
+        { echo "cannot make a nosymfollow view of $root" >&2; exit 3; }
+    tmp=$view/$tmp target=$view/$target
+    [ -d "${target%/*}" ] || { echo "no directory ${target#"$view"} in the container (or a link on its way)" >&2; exit 3; }
+    [ -L "$target" ] && { echo "${target#"$view"} is a symbolic link; the host does not write through links in a container" >&2; exit 3; }
 fi
 exec 3<"$port" || fail "cannot open $port (another reader holds it?)"
 : >"$tmp" || fail "cannot create $tmp"
 got=0 idle=0
 while [ "$got" -lt "$count" ]; do
-	dd of="$tmp" bs=262144 count=$((count - got)) iflag=fullblock,count_bytes oflag=append conv=notrunc <&3 2>/dev/null ||
-		fail "reading the data channel into $tmp failed"
-	now=$(stat -c %s "$tmp") || fail "stat $tmp failed"
-	if [ "$now" -eq "$got" ]; then
-		idle=$((idle + 1))
-		[ "$idle" -le "$idle_max" ] || fail "no data on the data channel for $((idle_max / 20)) s ($got of $count bytes came)"
-		sleep 0.05
-	else
-		idle=0
-	fi
-	got=$now
+    dd of="$tmp" bs=262144 count=$((count - got)) iflag=fullblock,count_bytes oflag=append conv=notrunc <&3 2>/dev/null ||
+        fail "reading the data channel into $tmp failed"
+    now=$(stat -c %s "$tmp") || fail "stat $tmp failed"
+    if [ "$now" -eq "$got" ]; then
+        idle=$((idle + 1))
+        [ "$idle" -le "$idle_max" ] || fail "no data on the data channel for $((idle_max / 20)) s ($got of $count bytes came)"
+        sleep 0.05
+    else
+        idle=0
+    fi
+    got=$now
 done
 [ "$(tail -c 32 "$tmp")" = "$trailer" ] || fail "the data did not end with its trailer (bytes lost or stale on the channel)"
 truncate -s "$size" "$tmp" || fail "truncate $tmp failed"

@@ -35,37 +35,37 @@ mkdir -p "$view" || fail "cannot create $view"
 mount --bind "$root" "$view" || fail "cannot bind $root"
 mount -o remount,bind,nosymfollow,nodev,nosuid "$view" || fail "cannot make the view of $root nosymfollow"
 regular() {
-	[ -L "$view/$1" ] && fail "$1 is a symbolic link; the host does not follow links in a container"
-	[ -e "$view/$1" ] || exit 2
-	[ -f "$view/$1" ] || fail "$1 is not a regular file"
+    [ -L "$view/$1" ] && fail "$1 is a symbolic link; the host does not follow links in a container"
+    [ -e "$view/$1" ] || exit 2
+    [ -f "$view/$1" ] || fail "$1 is not a regular file"
 }
 case "$op" in
 read)
-	check "$1"
-	regular "$1"
-	exec dd if="$view/$1" bs=65536 skip="$2" count="$3" iflag=skip_bytes,count_bytes 2>/dev/null
-	;;
+    check "$1"
+    regular "$1"
+    exec dd if="$view/$1" bs=65536 skip="$2" count="$3" iflag=skip_bytes,count_bytes 2>/dev/null
+    ;;
 write)
-	check "$2"
-	check "$3"
-	dir=${2%/*}
-	[ "$dir" = "$2" ] && dir=.
-	[ -d "$view/$dir" ] || fail "no directory /$dir in the container (or a link on its way)"
-	[ -L "$view/$2" ] && fail "$2 is a symbolic link; the host does not write through links in a container"
-	if [ "$1" = - ]; then cat >"$view/$3"; else cat "$1" >"$view/$3"; fi || { rm -f "$view/$3"; fail "writing $3 failed"; }
-	[ -z "$4" ] || chmod "$4" "$view/$3" || { rm -f "$view/$3"; fail "chmod $4 $3 failed"; }
-	mv -f -T "$view/$3" "$view/$2" || { rm -f "$view/$3"; fail "renaming $3 onto $2 failed"; }
-	;;
+    check "$2"
+    check "$3"
+    dir=${2%/*}
+    [ "$dir" = "$2" ] && dir=.
+    [ -d "$view/$dir" ] || fail "no directory /$dir in the container (or a link on its way)"
+    [ -L "$view/$2" ] && fail "$2 is a symbolic link; the host does not write through links in a container"
+    if [ "$1" = - ]; then cat >"$view/$3"; else cat "$1" >"$view/$3"; fi || { rm -f "$view/$3"; fail "writing $3 failed"; }
+    [ -z "$4" ] || chmod "$4" "$view/$3" || { rm -f "$view/$3"; fail "chmod $4 $3 failed"; }
+    mv -f -T "$view/$3" "$view/$2" || { rm -f "$view/$3"; fail "renaming $3 onto $2 failed"; }
+    ;;
 rename)
-	check "$1"
-	check "$2"
-	[ -e "$view/$1" ] || [ -L "$view/$1" ] || exit 2
-	mv -f -T "$view/$1" "$view/$2" || fail "renaming $1 onto $2 failed"
-	;;
+    check "$1"
+    check "$2"
+    [ -e "$view/$1" ] || [ -L "$view/$1" ] || exit 2
+    mv -f -T "$view/$1" "$view/$2" || fail "renaming $1 onto $2 failed"
+    ;;
 remove)
-	check "$1"
-	rm -f "$view/$1" || fail "removing $1 failed"
-	;;
+    check "$1"
+    rm -f "$view/$1" || fail "removing $1 failed"
+    ;;
 *) fail "unknown operation '$op'" ;;
 esac
 """
