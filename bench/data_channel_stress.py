@@ -110,7 +110,7 @@ def reproduce(uri: str, pod: str, times: int) -> tuple[int, list[str]]:
     failures: list[str] = []
     try:
         channel = pusher.channels[0]
-        for _ in range(times):
+        for _attempt in range(times):
             data = os.urandom(1 << 20)
             trailer = secrets.token_hex(16)
             target = container_rootfs(CONTAINER) + "/tmp/old.bin"
@@ -161,7 +161,7 @@ def main() -> int:
         procs = [multiprocessing.Process(target=worker, args=(args.uri, pod.name, i, args.copies, 1000 + i, queue)) for i in range(2)]
         for proc in procs:
             proc.start()
-        results = [queue.get(timeout=7200) for _ in procs]
+        results = [queue.get(timeout=7200) for _proc in procs]
         for proc in procs:
             proc.join()
         total_failed = 0

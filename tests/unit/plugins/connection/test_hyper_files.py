@@ -14,7 +14,7 @@ from ansible_collections.hyper.pods.plugins.connection import hyper
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.data_channel import STREAM_MIN_SIZE
-from ansible_collections.hyper.pods.tests.unit.plugins.connection.test_hyper import World, connection, world  # noqa: F401
+from ansible_collections.hyper.pods.tests.unit.plugins.connection.test_hyper import World, connection, world  # noqa: F401  # pylint: disable=unused-import
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.local_guest import LocalGuest, container_root, needs_local_guest, read_text
 
 pytestmark = needs_local_guest

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """``conn.py put|fetch HOST SRC DEST``: one put_file or fetch_file of the hyper connection plugin, as Ansible calls it.

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """``guest_sh.py VM SCRIPT``: run SCRIPT with the guest's own sh as guest root (what root in a broken-out container could do).
