@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import subprocess
+import tracemalloc
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
@@ -502,3 +503,18 @@ def test_exec_in_pod_output_over_the_limit_names_the_option(guest: FakeGuest, cl
         pe.exec_in_pod({"pod": "web", "container": "app", "argv": ["x"], "output_limit": 4}, session=module_deps(guest, clock))
     with pytest.raises(SpecError, match="output_limit"):
         pe.exec_in_pod({"pod": "web", "container": "app", "argv": ["x"], "output_limit": 0}, session=module_deps(guest, clock))
+
+
+def test_output_beyond_the_limit_is_refused_in_bounded_memory(agent: GuestAgent, guest: FakeGuest) -> None:
+    """A command whose output file is far larger than output_limit: refused, the controller holds about the limit."""
+    limit = 4 * 1024 * 1024
+    guest.run(("crun", "exec"), Run(stdout=b"z" * (40 * 1024 * 1024)))  # read back from the guest file, chunk by chunk
+    tracemalloc.start()
+    try:
+        with pytest.raises(ce.OutputLimitError, match="larger than the limit of 4194304 bytes"):
+            ce.run_in_container(agent, "app", ["yes"], large_output=True, output_limit=limit)
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * limit
+    assert sum(guest.reads) <= limit + 2 * 512 * 1024  # it stopped reading at the limit
