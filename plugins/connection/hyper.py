@@ -15,9 +15,9 @@ description:
     C(ansible.builtin.script) do not.
   - Pipelining works (module input on stdin, of any size). Output of any size comes back whole (the guest writes it to
     files that are read back in chunks). A command killed by signal N returns C(128 + N), as a shell reports it.
-  - Files are read and written in the container's root filesystem by a fixed step in the guest that follows no symbolic
-    link the container planted there (a link on the path is an error, never followed) and opens no device node; a file
-    put replaces the target (written beside it, then renamed), with the source file's permission bits. See
+  - Files are read and written in the container's root filesystem by a fixed step in the guest that resolves symbolic
+    links inside the container (as the container sees them) and never out of it, and opens no device node; a file put
+    replaces the target (written beside it, then renamed), with the source file's permission bits. See
     C(docs/security.md).
 notes:
   - "The controller (or the delegated host) needs the Python libvirt binding and a libvirt URI of the hyper host in
@@ -28,8 +28,8 @@ notes:
     container whose processes run as another user may not read the module files Ansible copies.
   - C(become) works only where the image has C(sudo) or C(su) and needs no password (there is no terminal to answer a
     prompt).
-  - Paths are taken from the container's root and no symbolic link on them is followed (not even one inside the container),
-    so copy a file to the path a link points to, not to the link.
+  - Paths are taken from the container's root; an absolute symbolic link in the container points to the container's own
+    file, never to the guest's.
 author:
   - hyper.pods developers (@hyper-pods)
 options:

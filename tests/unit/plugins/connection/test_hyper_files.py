@@ -55,22 +55,26 @@ def test_put_and_fetch_small_and_large(world: World, guest: LocalGuest, tmp_path
 
 
 @pytest.mark.parametrize("where", ["/etc/evil/target", "/etc/link.cfg"])
-def test_put_and_fetch_never_follow_a_planted_link(world: World, guest: LocalGuest, tmp_path: Any, where: str) -> None:  # noqa: F811
+def test_put_and_fetch_never_leave_the_container(world: World, guest: LocalGuest, tmp_path: Any, where: str) -> None:  # noqa: F811
+    """Links the container planted resolve inside it (its own file), never to the guest's file they name."""
     root = container_root(guest)
     outside = tmp_path / "guest-own"
     outside.mkdir()
     (outside / "target").write_text("guest's own\n")
+    own = root + str(outside)
+    os.makedirs(own)
+    with open(os.path.join(own, "target"), "w", encoding="utf-8") as handle:
+        handle.write("container's own\n")
     os.makedirs(os.path.join(root, "etc"))
     os.symlink(str(outside), os.path.join(root, "etc/evil"))
     os.symlink(str(outside / "target"), os.path.join(root, "etc/link.cfg"))
-    source = tmp_path / "payload"
-    source.write_text("pwned\n")
     conn = local_connection(world, guest)
-    with pytest.raises(AnsibleError, match="link"):
-        conn.put_file(str(source), where)
-    with pytest.raises(AnsibleError, match="link"):
-        conn.fetch_file(where, str(tmp_path / "fetched"))
-    assert not (tmp_path / "fetched").exists()
+    conn.fetch_file(where, str(tmp_path / "fetched"))
+    assert (tmp_path / "fetched").read_text() == "container's own\n"
+    source = tmp_path / "payload"
+    source.write_text("new\n")
+    conn.put_file(str(source), where)
+    assert read_text(os.path.join(own, "target")) == "new\n"
     assert read_text(str(outside / "target")) == "guest's own\n"
     assert os.listdir(outside) == ["target"]
 

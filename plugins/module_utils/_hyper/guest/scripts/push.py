@@ -7,8 +7,9 @@
 ``sh -c SCRIPT sh PORT TEMPORARY COUNT TRAILER SIZE MODE TARGET [ROOT [IDLE_ROUNDS]]``: ``$1`` the port's device, ``$2`` the
 temporary file, ``$3`` bytes to read (data and trailer), ``$4`` the trailer, ``$5`` the data's size,
 ``$6`` the mode (octal, or empty), ``$7`` the target, renamed onto at the end. With ``$8`` (a container's
-root file system; run under ``unshare -m``), TEMPORARY and TARGET are relative to it and reached through a
-``nosymfollow,nodev`` view of it, as guest/safe_files.py does: no link the container planted is followed.
+root file system; run under ``unshare -m``), TARGET is relative to it, its links resolved inside it and reached
+through a ``nosymfollow,nodev`` view of it, as guest/safe_files.py does (``safe_io.RESOLVE``); the temporary file
+is TEMPORARY's last part beside the resolved target. No link leads out of the container.
 
 The port is opened once and held: a read of a virtio-serial port returns end-of-file while the host
 end is not connected (before the host's connection reached the guest, or after a copy before it), so
@@ -18,20 +19,28 @@ the end of the data. Exit 3 with a message on any failure, the temporary file re
 
 from __future__ import annotations
 
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.scripts import safe_io
+
 IDLE_ROUNDS = 600
 
-SCRIPT = """set -u
+SCRIPT = (
+    """set -u
 port=$1 tmp=$2 count=$3 trailer=$4 size=$5 mode=$6 target=$7 root=${8:-} idle_max=${9:-600}
 fail() { rm -f "$tmp"; echo "$1" >&2; exit 3; }
-if [ -n "$root" ]; then
-    case "/$tmp/" in */../* | */./* | //*) echo "refused path '$tmp'" >&2; exit 3 ;; esac
-    case "/$target/" in */../* | */./* | //*) echo "refused path '$target'" >&2; exit 3 ;; esac
+"""
+    + safe_io.RESOLVE
+    + """if [ -n "$root" ]; then
+    name=${tmp##*/} tmp=
+    case "/$name/" in */../* | */./* | //*) fail "refused name '$name'" ;; esac
+    case "/$target/" in */../* | */./* | //*) fail "refused path '$target'" ;; esac
     view=/run/hyper/view
     { mkdir -p "$view" && mount --bind "$root" "$view" && mount -o remount,bind,nosymfollow,nodev,nosuid "$view"; } ||
-        { echo "cannot make a nosymfollow view of $root" >&2; exit 3; }
-    tmp=$view/$tmp target=$view/$target
-    [ -d "${target%/*}" ] || { echo "no directory ${target#"$view"} in the container (or a link on its way)" >&2; exit 3; }
-    [ -L "$target" ] && { echo "${target#"$view"} is a symbolic link; the host does not write through links in a container" >&2; exit 3; }
+        fail "cannot make a nosymfollow view of $root"
+    resolve "$target"
+    dir=${path%/*}
+    [ "$dir" = "$path" ] && dir=.
+    [ -d "$view/$dir" ] || fail "no directory /$dir in the container"
+    tmp=$view/$dir/$name target=$view/$path
 fi
 exec 3<"$port" || fail "cannot open $port (another reader holds it?)"
 : >"$tmp" || fail "cannot create $tmp"
@@ -54,3 +63,4 @@ truncate -s "$size" "$tmp" || fail "truncate $tmp failed"
 [ -z "$mode" ] || chmod "$mode" "$tmp" || fail "chmod $mode $tmp failed"
 mv -f -T "$tmp" "$target" || fail "rename $tmp to $target failed"
 """
+)

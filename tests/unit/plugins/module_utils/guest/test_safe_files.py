@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import tracemalloc
 from typing import Any
@@ -67,34 +66,66 @@ def test_write_read_rename_remove(guest: LocalGuest, files: ContainerFiles) -> N
 
 
 @needs_local_guest
-@pytest.mark.parametrize("planted", ["dir", "file", "fifo"])
-def test_a_planted_link_is_never_followed(guest: LocalGuest, files: ContainerFiles, tmp_path: Any, planted: str) -> None:
-    """Root in the container points /etc/haproxy (or the file itself) at the guest's hyper-container."""
+@pytest.mark.parametrize("planted", ["absolute dir", "relative dir climbing out", "absolute file", "fifo"])
+def test_a_planted_link_resolves_inside_the_container(guest: LocalGuest, files: ContainerFiles, tmp_path: Any, planted: str) -> None:
+    """Root in the container points /etc/haproxy (or the file itself) at the guest's /usr/sbin: it gets its own /usr/sbin."""
     root = container_root(guest)
-    victim_dir = tmp_path / "usr-sbin"
-    victim_dir.mkdir()
-    victim = victim_dir / "haproxy.cfg"
-    victim.write_text("#!/bin/sh\n# the guest's own file\n")
+    guest_dir = str(tmp_path / "usr-sbin")  # stands for the guest's /usr/sbin, where a link followed from outside lands
+    os.makedirs(guest_dir)
+    with open(os.path.join(guest_dir, "haproxy.cfg"), "w", encoding="utf-8") as handle:
+        handle.write("the guest's own\n")
+    own_dir = root + guest_dir  # the same path inside the container: its own
+    os.makedirs(own_dir)
+    with open(os.path.join(own_dir, "haproxy.cfg"), "w", encoding="utf-8") as handle:
+        handle.write("the container's own\n")
     os.makedirs(os.path.join(root, "etc"))
-    if planted == "dir":
-        os.symlink(str(victim_dir), os.path.join(root, "etc/haproxy"))
-    elif planted == "file":
-        os.makedirs(os.path.join(root, "etc/haproxy"))
-        os.symlink(str(victim), os.path.join(root, "etc/haproxy/haproxy.cfg"))
+    link = os.path.join(root, "etc/haproxy")
+    if planted == "absolute dir":
+        os.symlink(guest_dir, link)
+    elif planted == "relative dir climbing out":
+        os.symlink("../" * 30 + guest_dir.lstrip("/"), link)
     else:
-        os.makedirs(os.path.join(root, "etc/haproxy"))
-        os.mkfifo(os.path.join(root, "etc/haproxy/haproxy.cfg"))
-    if planted == "fifo":
-        files.write("/etc/haproxy/haproxy.cfg", b"pwned\n")  # replaced by a rename, never opened
-        assert read_text(os.path.join(root, "etc/haproxy/haproxy.cfg")) == "pwned\n"
-    else:
-        with pytest.raises(AgentError, match="link"):
-            files.write("/etc/haproxy/haproxy.cfg", b"pwned\n")
-        with pytest.raises(AgentError, match="symbolic link") if planted == "file" else contextlib.nullcontext():
-            assert files.read("/etc/haproxy/haproxy.cfg") is None
-        assert files.rename("/etc/haproxy/haproxy.cfg", "/etc/haproxy/x") is (planted == "file")
-    assert victim.read_text() == "#!/bin/sh\n# the guest's own file\n"
-    assert sorted(os.listdir(victim_dir)) == ["haproxy.cfg"]
+        os.makedirs(link)
+        if planted == "absolute file":
+            os.symlink(os.path.join(guest_dir, "haproxy.cfg"), os.path.join(link, "haproxy.cfg"))
+        else:
+            os.mkfifo(os.path.join(link, "haproxy.cfg"))
+    if planted != "fifo":
+        assert files.read("/etc/haproxy/haproxy.cfg") == b"the container's own\n"  # never the guest's
+    files.write("/etc/haproxy/haproxy.cfg", b"new\n")
+    assert read_text(os.path.join(guest_dir, "haproxy.cfg")) == "the guest's own\n"
+    assert sorted(os.listdir(guest_dir)) == ["haproxy.cfg"]
+    written = os.path.join(link, "haproxy.cfg") if planted == "fifo" else os.path.join(own_dir, "haproxy.cfg")
+    assert read_text(written) == "new\n"
+    assert files.rename("/etc/haproxy/haproxy.cfg", "/etc/haproxy/moved") is True
+    assert read_text(os.path.join(guest_dir, "haproxy.cfg")) == "the guest's own\n"
+
+
+@needs_local_guest
+def test_a_link_loop_is_an_error(guest: LocalGuest, files: ContainerFiles) -> None:
+    root = container_root(guest)
+    os.symlink("b", os.path.join(root, "a"))
+    os.symlink("a", os.path.join(root, "b"))
+    with pytest.raises(AgentError, match="too many symbolic links"):
+        files.write("/a/x", b"x")
+
+
+@needs_local_guest
+def test_a_link_swapped_in_after_resolution_is_not_followed(guest: LocalGuest, files: ContainerFiles, tmp_path: Any) -> None:
+    """The view itself (nosymfollow) refuses a link the script did not resolve: what a racing container would plant."""
+    root = container_root(guest)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(str(outside), os.path.join(root, "d"))
+    # The script's own resolution is skipped by asking the kernel directly through the view, as a race would.
+    argv = [
+        *SAFE_IO_ARGV[:-2],
+        'mkdir -p /run/hyper/view && mount --bind "$1" /run/hyper/view && mount -o remount,bind,nosymfollow /run/hyper/view && echo x > /run/hyper/view/d/f',
+        "t",
+    ]
+    result = files.agent.exec([*argv, root.replace(guest.run_dir, "/run/hyper")])
+    assert result.rc != 0 and b"Too many levels of symbolic links" in result.stderr
+    assert os.listdir(outside) == []
 
 
 @needs_local_guest

@@ -142,3 +142,26 @@ def test_push_gives_up_when_no_data_comes(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert b"no data on the data channel" in result.stderr
     assert not (tmp_path / "t.tmp").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or UNSHARE is None, reason="needs root and unshare for a mount namespace")
+def test_push_into_a_container_resolves_links_inside_it(tmp_path: Path) -> None:
+    """With a root, the reader reaches its target through the nosymfollow view: a planted link stays in the container."""
+    assert BUSYBOX is not None and UNSHARE is not None
+    root, outside = tmp_path / "rootfs", tmp_path / "usr-sbin"
+    outside.mkdir()
+    (outside / "hyper-container").write_text("the guest's own")
+    own = Path(str(root) + str(outside))
+    own.mkdir(parents=True)
+    (root / "tmp").mkdir(exist_ok=True)
+    (root / "tmp" / "evil").symlink_to(outside)  # absolute: the guest's dir from outside, the container's own inside
+    data, trailer = b"payload" * 50, "t" * 32
+    port = tmp_path / "port"
+    port.write_bytes(data + trailer.encode())
+    script = push.SCRIPT.replace("/run/hyper/view", str(tmp_path / "view"))
+    argv = [str(port), "tmp/evil/.hyper-container.hyper-1", str(len(data) + 32), trailer, str(len(data)), "", "tmp/evil/hyper-container", str(root)]
+    result = subprocess.run([UNSHARE, "-m", "--propagation", "private", BUSYBOX, "sh", "-c", script, "sh", *argv], capture_output=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert (own / "hyper-container").read_bytes() == data
+    assert (outside / "hyper-container").read_text() == "the guest's own"
+    assert sorted(os.listdir(outside)) == ["hyper-container"]
