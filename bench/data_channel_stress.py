@@ -30,7 +30,7 @@ import sys
 import time
 from typing import Any
 
-from _common import PREFIX, BenchPod, load_average, sigterm_interrupts
+from _common import PREFIX, BenchPod, load_average, median, sigterm_interrupts
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import data_channel as dc
@@ -135,10 +135,36 @@ def reproduce(uri: str, pod: str, times: int) -> tuple[int, list[str]]:
     return len(failures), failures
 
 
+def step_cost(uri: str, pod: str, runs: int) -> None:
+    """The guest step's price: a 4 KiB write and read of a container file, ContainerFiles against the agent's file calls."""
+    client, agent, _pusher = connect(uri, pod)
+    files = ContainerFiles(agent, CONTAINER)
+    root = container_rootfs(CONTAINER)
+    data = os.urandom(4096)
+    timings: dict[str, list[float]] = {"agent write": [], "step write": [], "agent read": [], "step read": []}
+    try:
+        for _run in range(runs):
+            for name, call in (
+                ("agent write", lambda: agent.write_file(f"{root}/tmp/cost", data)),
+                ("step write", lambda: files.write("/tmp/cost", data)),
+                ("agent read", lambda: agent.read_file(f"{root}/tmp/cost")),
+                ("step read", lambda: files.read("/tmp/cost")),
+            ):
+                start = time.monotonic()
+                call()
+                timings[name].append(time.monotonic() - start)
+    finally:
+        client.close()
+    for op in ("write", "read"):
+        base, ours = median(timings[f"agent {op}"]), median(timings[f"step {op}"])
+        print(f"4 KiB {op}: agent file calls {base * 1000:.0f} ms, guest step {ours * 1000:.0f} ms (ratio {ours / base:.2f}), median of {runs}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--copies", type=int, default=150, help="copies per connection")
     parser.add_argument("--reproduce", action="store_true", help="first show the old failure")
+    parser.add_argument("--step-cost", type=int, default=0, metavar="RUNS", help="first time the guest step against the agent's file calls")
     parser.add_argument("--image", default="default")
     parser.add_argument("--container-image", default=DEFAULT_IMAGE)
     parser.add_argument("--root", default="/var/lib/hyper")
@@ -152,6 +178,8 @@ def main() -> int:
     try:
         pod.start()
         print(f"pod {pod.name} up; load average {load_average()}")
+        if args.step_cost:
+            step_cost(args.uri, pod.name, args.step_cost)
         if args.reproduce:
             count, failures = reproduce(args.uri, pod.name, 3)
             print(f"old order and reader: {count} of 3 copies failed")
