@@ -11,11 +11,12 @@ import sys
 
 from ansible.errors import AnsibleError
 from ansible.playbook.play_context import PlayContext
-from ansible.plugins.loader import connection_loader
+from ansible.plugins.loader import connection_loader, init_plugin_loader
 
 
 def main() -> int:
     action, host, src, dest = sys.argv[1:5]
+    init_plugin_loader()  # the collection finder, from the configured collections paths (ANSIBLE_COLLECTIONS_PATH)
     conn = connection_loader.get("hyper.pods.hyper", PlayContext())
     conn.set_options(direct={"remote_addr": host})
     try:
