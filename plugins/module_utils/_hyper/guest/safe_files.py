@@ -2,17 +2,19 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
 # Private to the hyper.pods collection: may change without notice. Do not import from outside it.
-"""ContainerFiles: host reads and writes by path in a container that links planted there cannot redirect.
+"""ContainerFiles: host reads and writes by path in a container that links planted there cannot lead out of it.
 
 qemu-ga's guest-file-open follows symbolic links, and root in a container controls every link in
 its root file system: a host write to ``<rootfs>/etc/haproxy/haproxy.cfg`` through the agent lands
 wherever ``/etc/haproxy`` points in the guest (``/usr/sbin``, say). So no host read or write by
 path below a container's root goes through guest-file-open. Each is one guest-exec of a fixed
 script (guest/scripts/safe_io.py) that, in a mount namespace of its own, binds the container's root
-on a view mounted ``nosymfollow,nodev,nosuid``: the kernel refuses to follow any link on any
-component below it (ELOOP), opens no device node, and the namespace goes with the step. Writes go
-to a random temporary name beside the target and are renamed onto it (a FIFO or link at the target
-is replaced or refused, never opened). Reads take a regular file only, in bounded chunks.
+on a view mounted ``nosymfollow,nodev,nosuid`` and resolves the path's links itself, inside that
+root (as ``openat2(RESOLVE_IN_ROOT)`` would: an absolute link means the container's path). The
+kernel refuses to follow any link left on the result (ELOOP, what a racing container could swap
+in), opens no device node, and the namespace goes with the step. Writes go to a random temporary
+name beside the target and are renamed onto it (a FIFO there is replaced, never opened). Reads
+take a regular file only, in bounded chunks.
 
 What the host writes or reads under the guest's own ``/run/hyper`` (outside every container root)
 still uses the agent's file calls: that tree belongs to guest root, trusted from its boot.
