@@ -16,8 +16,10 @@ description:
   - Modules written in Python also need Python in the image; C(ansible.builtin.raw) and C(ansible.builtin.script) do not.
   - Pipelining works (module input on stdin, of any size). Output of any size comes back whole (the guest writes it to
     files that are read back in chunks). A command killed by signal N returns C(128 + N), as a shell reports it.
-  - Files go straight into the container's root filesystem as the guest sees it, in chunks, with each chunk's byte count
-    checked; the source file's permission bits are kept.
+  - Files are read and written in the container's root filesystem by a fixed step in the guest that resolves symbolic
+    links inside the container (as the container sees them) and never out of it, and opens no device node; a file put
+    replaces the target (written beside it, then renamed), with the source file's permission bits. See
+    C(docs/security.md).
 notes:
   - "The controller (or the delegated host) needs the Python libvirt binding and a libvirt URI of the hyper host in
     O(uri): V(qemu:///system) on the hyper host itself, or a remote URI such as V(qemu+ssh://root@host1/system) or
@@ -27,8 +29,8 @@ notes:
     container whose processes run as another user may not read the module files Ansible copies.
   - C(become) works only where the image has C(sudo) or C(su) and needs no password (there is no terminal to answer a
     prompt).
-  - Paths are resolved by the guest, outside the container, so an absolute symbolic link inside the container points to the
-    guest's file, not the container's.
+  - Paths are taken from the container's root; an absolute symbolic link in the container points to the container's own
+    file, never to the guest's.
 author:
   - hyper.pods developers (@hyper-pods)
 options:
@@ -108,8 +110,8 @@ options:
         key: data_channel
   read_chunk_size:
     description:
-      - Bytes per guest agent request when fetching a file from the container. At most 3080192 (one libvirt message);
-        the default was the fastest measured.
+      - Bytes per guest request when fetching a file from the container or reading a command's output. At most 2097152
+        for a fetch (one guest step's output in one libvirt message); larger values are cut to that.
     type: int
     default: 524288
     vars:
@@ -119,6 +121,33 @@ options:
     ini:
       - section: hyper_connection
         key: read_chunk_size
+  fetch_limit:
+    description:
+      - The largest file a fetch reads from the container, in bytes. A larger file (or one that keeps growing) fails the
+        fetch (the guest is not trusted to end its data). The data goes to the local file chunk by chunk, never whole
+        into memory.
+    type: int
+    default: 1073741824
+    vars:
+      - name: ansible_hyper_fetch_limit
+    env:
+      - name: ANSIBLE_HYPER_FETCH_LIMIT
+    ini:
+      - section: hyper_connection
+        key: fetch_limit
+  output_limit:
+    description:
+      - The most bytes of stdout, and of stderr, a command may return, each. More fails the task with a message naming
+        this option (the output is held in the controller's memory).
+    type: int
+    default: 67108864
+    vars:
+      - name: ansible_hyper_output_limit
+    env:
+      - name: ANSIBLE_HYPER_OUTPUT_LIMIT
+    ini:
+      - section: hyper_connection
+        key: output_limit
 """
 
 EXAMPLES = r"""
@@ -140,6 +169,7 @@ EXAMPLES = r"""
   delegate_to: shop-httpd
 """
 
+import contextlib  # noqa: E402
 import os  # noqa: E402
 import posixpath  # noqa: E402
 import shlex  # noqa: E402
@@ -163,6 +193,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.data_chann
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.exec import container_rootfs, run_in_container  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.layout import CONTAINER_NAME  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.safe_files import READ_STEP, STAGE_DIR, ContainerFiles, container_path  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import running_pod  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import LibvirtClient  # noqa: E402
 from ansible_collections.hyper.pods.plugins.plugin_utils._adapter import connection_error  # noqa: E402
@@ -293,7 +324,15 @@ class Connection(ConnectionBase):
             # large_output: the streams go through guest files, so module output of any size comes back whole
             # (captured output is cut at 16 MiB, and a reply above 4 MiB is refused by libvirt and lost).
             # Up to 1 MiB a stream comes back inline, so it costs nothing more.
-            result = run_in_container(agent, self._container, argv, stdin=stdin, timeout=float(self.get_option("command_timeout")), large_output=True)
+            result = run_in_container(
+                agent,
+                self._container,
+                argv,
+                stdin=stdin,
+                timeout=float(self.get_option("command_timeout")),
+                large_output=True,
+                output_limit=self._limit("output_limit"),
+            )
         except HyperError as err:
             raise self._failure(err, "running a command") from None
         stdout, stderr = result.stdout, result.stderr
@@ -329,35 +368,61 @@ class Connection(ConnectionBase):
             raise AnsibleError(f"hyper connection: read_chunk_size must be between 1 and {MAX_CHUNK}, not {size}")
         return size
 
+    def _limit(self, option: str) -> int:
+        value = int(self.get_option(option))
+        if value <= 0:
+            raise AnsibleError(f"hyper connection: {option} must be a number of bytes above 0, not {value}")
+        return value
+
+    def _files(self, agent: GuestAgent) -> ContainerFiles:
+        return ContainerFiles(agent, self._container, timeout=float(self.get_option("command_timeout")))
+
     def put_file(self, in_path: str, out_path: str) -> None:
         super().put_file(in_path, out_path)
         agent = self._require_agent()
         display.vvv(f"HYPER: PUT {in_path} TO {out_path}", host=self._pod)
         local = to_bytes(in_path, errors="surrogate_or_strict")
+        # A FIFO or device as the source would block or never end: regular files only.
         if not os.path.isfile(local):
-            raise AnsibleFileNotFound(f"file or module does not exist: {in_path}")
-        target = guest_path(self._container, to_text(out_path, errors="surrogate_or_strict"))
+            raise AnsibleFileNotFound(f"file or module does not exist (or is not a regular file): {in_path}")
+        try:
+            relative = container_path(to_text(out_path, errors="surrogate_or_strict"), "out_path")
+        except HyperError as err:
+            raise self._failure(err, f"copying {in_path}") from None
         chunk = self._write_chunk()
         mode = os.stat(local).st_mode & 0o7777
         size = os.path.getsize(local)
+        files = self._files(agent)
         if self._pusher is not None and size >= STREAM_MIN_SIZE:
             try:
                 with open(local, "rb") as source:
-                    pushed = self._pusher.push(source, size, target, mode, float(self.get_option("command_timeout")))
+                    pushed = self._pusher.push(source, size, relative, mode, float(self.get_option("command_timeout")), root=files.root)
             except HyperError as err:
-                raise self._failure(err, f"copying {in_path} to {out_path} over the data channel") from None
+                # The agent path does not depend on the channel: use it, for this file and the rest of the connection.
+                display.warning(f"{self._where}: copying {out_path} over the data channel failed ({err.message}); using the guest agent instead")
+                self._pusher, pushed = None, None
             if pushed is not None:
                 return
-            display.vvv("HYPER: both data channels are busy; this file goes through the agent", host=self._pod)
+            display.vvv("HYPER: the data channel is busy or failed; this file goes through the agent", host=self._pod)
+        if size <= MAX_REQUEST_DATA:
+            try:
+                with open(local, "rb") as source:
+                    files.write(relative, source.read(MAX_REQUEST_DATA + 1), mode)
+            except HyperError as err:
+                raise self._failure(err, f"copying {in_path} to {out_path}") from None
+            return
+        # Larger: staged in the guest's own /run/hyper (agent file writes), then copied into the container by the guest step.
+        target = f"{STAGE_DIR}/put-{os.urandom(8).hex()}"
         written = 0
         try:
+            agent.run(["mkdir", "-p", STAGE_DIR], f"creating {STAGE_DIR}")
             with open(local, "rb") as source:
                 block, append = source.read(PUT_BLOCK), False
                 while True:
                     following = source.read(PUT_BLOCK) if block else b""
                     last = not following
                     # The mode goes with the last block: write_file applies it after closing the file.
-                    count = agent.write_file(target, block, mode=mode if last else None, chunk_size=chunk, append=append)
+                    count = agent.write_file(target, block, chunk_size=chunk, append=append)
                     if count != len(block):
                         raise AnsibleError(f"{self._where}: wrote {count} of {len(block)} bytes of {out_path} at byte {written}")
                     written += count
@@ -366,23 +431,37 @@ class Connection(ConnectionBase):
                     block, append = following, True
             if written != size:
                 raise AnsibleError(f"{self._where}: {in_path} is {size} bytes, {written} were written to {out_path} (did it change meanwhile?)")
+            files.write_from(target, relative, mode)
         except HyperError as err:
             raise self._failure(err, f"copying {in_path} to {out_path}") from None
+        finally:
+            with contextlib.suppress(HyperError):
+                agent.exec(["rm", "-f", target])
 
     def fetch_file(self, in_path: str, out_path: str) -> None:
         super().fetch_file(in_path, out_path)
         agent = self._require_agent()
         display.vvv(f"HYPER: FETCH {in_path} TO {out_path}", host=self._pod)
-        source = guest_path(self._container, to_text(in_path, errors="surrogate_or_strict"))
-        try:
-            data = agent.read_file(source, chunk_size=self._read_chunk())
-        except HyperError as err:
-            raise self._failure(err, f"fetching {in_path}") from None
+        limit = self._limit("fetch_limit")
         local = to_bytes(out_path, errors="surrogate_or_strict")
-        with open(local, "wb") as target:
-            target.write(data)
-        if os.path.getsize(local) != len(data):
-            raise AnsibleError(f"{self._where}: fetched {len(data)} bytes of {in_path}, but {out_path} has {os.path.getsize(local)}")
+        try:
+            with open(local, "wb") as target:
+                # Chunk by chunk into the file: one chunk in memory, at most fetch_limit bytes on disk.
+                size = self._files(agent).read_into(
+                    to_text(in_path, errors="surrogate_or_strict"), target.write, limit=limit, step=min(self._read_chunk(), READ_STEP)
+                )
+        except HyperError as err:
+            with contextlib.suppress(OSError):
+                os.unlink(local)
+            if err.details.get("limit") == limit:
+                raise AnsibleError(f"{self._where}: fetching {in_path}: larger than fetch_limit ({limit} bytes, ansible_hyper_fetch_limit)") from None
+            raise self._failure(err, f"fetching {in_path}") from None
+        if size is None:
+            with contextlib.suppress(OSError):
+                os.unlink(local)
+            raise AnsibleFileNotFound(f"{self._where}: {in_path} does not exist in the container (or a link is on its path)")
+        if os.path.getsize(local) != size:
+            raise AnsibleError(f"{self._where}: fetched {size} bytes of {in_path}, but {out_path} has {os.path.getsize(local)}")
 
     # -- lifecycle -----------------------------------------------------------------------------
 

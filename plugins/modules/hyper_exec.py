@@ -69,7 +69,20 @@ options:
   stdin:
     description:
       - Text to send to the command's standard input.
+      - Logged like any option value; use O(stdin_secret) for a secret.
     type: str
+  stdin_secret:
+    description:
+      - Like O(stdin), but not logged (the option is C(no_log)) and masked in the output.
+      - Mutually exclusive with O(stdin).
+    type: str
+  output_limit:
+    description:
+      - The most bytes of RV(stdout), and of RV(stderr), the module returns, each. A command whose output is longer fails
+        the task with a message naming this option (the guest is not trusted to end its output, and the output is held
+        in memory).
+    type: int
+    default: 67108864
   stdin_add_newline:
     description:
       - Add a newline to O(stdin) when it does not end with one.
@@ -252,6 +265,8 @@ ARGUMENT_SPEC = with_common_args(
         "argv": {"type": "list", "elements": "str"},
         "command": {"type": "str"},
         "stdin": {"type": "str"},
+        "stdin_secret": {"type": "str", "no_log": True},
+        "output_limit": {"type": "int", "default": 67108864},
         "stdin_add_newline": {"type": "bool", "default": True},
         "env": {"type": "dict", "no_log": True},
         "chdir": {"type": "str"},
@@ -267,7 +282,7 @@ ARGUMENT_SPEC = with_common_args(
 def main() -> None:
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
-        mutually_exclusive=[("argv", "command")],
+        mutually_exclusive=[("argv", "command"), ("stdin", "stdin_secret")],
         required_one_of=[("argv", "command")],
         supports_check_mode=False,
     )

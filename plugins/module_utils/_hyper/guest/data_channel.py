@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, AgentTimeout, HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.safe_files import SAFE_IO_ARGV
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.scripts import push
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.locks import secure_dir, try_lock
 
@@ -103,16 +104,23 @@ def usable_channels(channels: list[DataChannel]) -> list[DataChannel]:
     return usable
 
 
-def push_argv(channel: DataChannel, temporary: str, size: int, trailer: str, mode: Optional[int], target: str) -> list[str]:
-    """The guest argv of one push; every value is a separate argument of a fixed script."""
+def push_argv(channel: DataChannel, temporary: str, size: int, trailer: str, mode: Optional[int], target: str, root: Optional[str] = None) -> list[str]:
+    """The guest argv of one push; every value is a separate argument of a fixed script.
+
+    With ``root`` (a container's root file system), ``temporary`` and ``target`` are relative to it and the
+    script runs in a mount namespace of its own, through a nosymfollow view of it (guest/safe_files.py).
+    """
     mode_text = format(mode, "o") if mode is not None else ""
-    return ["/bin/sh", "-c", PUSH_SCRIPT, "hyper-push", channel.guest_device, temporary, str(size + TRAILER_BYTES), trailer, str(size), mode_text, target]
+    argv = ["/bin/sh", "-c", PUSH_SCRIPT, "hyper-push", channel.guest_device, temporary, str(size + TRAILER_BYTES), trailer, str(size), mode_text, target]
+    if root is None:
+        return argv
+    return ["unshare", "-m", "--propagation", "private", *argv, root]
 
 
-def temporary_path(target: str, token: str) -> str:
+def temporary_path(target: str, token: str, relative: bool = False) -> str:
     """A hidden file beside ``target`` (same directory, so the final rename is atomic)."""
     directory, base = posixpath.split(target)
-    return posixpath.join(directory or "/", f".{base}.hyper-{token}")
+    return posixpath.join(directory if relative else directory or "/", f".{base}.hyper-{token}")
 
 
 def lock_dir() -> str:
@@ -145,23 +153,30 @@ class Pusher:
         self._connect = connect or _connect_unix
         self._clock = clock
 
-    def push(self, source: BinaryIO, size: int, target: str, mode: Optional[int], timeout: float) -> Optional[int]:
-        """Copy ``size`` bytes of ``source`` to the guest file ``target``; None when no port is free."""
+    def push(self, source: BinaryIO, size: int, target: str, mode: Optional[int], timeout: float, root: Optional[str] = None) -> Optional[int]:
+        """Copy ``size`` bytes of ``source`` to the guest file ``target``; None when no port is free.
+
+        With ``root``, ``target`` is relative to that container root and no link in it is followed.
+        """
         for channel in self.channels:
             # O_NOFOLLOW in a root-only directory; the file goes once the copy is done (host/locks.py).
+            # Held for the whole copy: connect, reader, data, the reader's exit.
             with try_lock(_lock_path(self.domain_key, channel), "a data channel copy") as mine:
                 if mine:
-                    return self._push_on(channel, source, size, target, mode, timeout)
+                    return self._push_on(channel, source, size, target, mode, timeout, root)
         return None
 
-    def _push_on(self, channel: DataChannel, source: BinaryIO, size: int, target: str, mode: Optional[int], timeout: float) -> int:
+    def _push_on(self, channel: DataChannel, source: BinaryIO, size: int, target: str, mode: Optional[int], timeout: float, root: Optional[str]) -> int:
         deadline = self._clock() + timeout
-        temporary = temporary_path(target, secrets.token_hex(4))
+        temporary = temporary_path(target, secrets.token_hex(4), relative=root is not None)
         trailer = secrets.token_hex(TRAILER_BYTES // 2)
-        pid = self.agent.spawn(push_argv(channel, temporary, size, trailer, mode, target))
         finished = False
+        pid: Optional[int] = None
         try:
+            # Connect before the reader starts: the guest sees the host end connected sooner (a read of
+            # an unconnected port is end-of-file, which the reader now waits out instead of failing on).
             with contextlib.closing(self._connect(channel.path)) as sock:
+                pid = self.agent.spawn(push_argv(channel, temporary, size, trailer, mode, target, root))
                 sock.settimeout(IDLE_CHECK)
                 self._send(sock, pid, _blocks(source, size, trailer.encode("ascii")), deadline, target)
                 result = self.agent.wait(pid, max(deadline - self._clock(), 1.0), what=f"the reader of {channel.name}")
@@ -169,8 +184,8 @@ class Pusher:
         except OSError as err:
             raise AgentError(f"{self.agent.name}: copying to {target} over {channel.name}: {err}") from None
         finally:
-            if not finished:
-                self._abandon(pid, temporary)
+            if not finished and pid is not None:
+                self._abandon(pid, temporary, root)
         if result.rc != 0:
             detail = result.stderr.decode("utf-8", "replace").strip() or f"exit status {result.rc}, signal {result.signal}"
             raise AgentError(f"{self.agent.name}: copying to {target} over {channel.name} failed: {detail}")
@@ -194,12 +209,13 @@ class Pusher:
                 if self._clock() > deadline:
                     raise AgentTimeout(f"{self.agent.name}: copying to {target} did not finish in time")
 
-    def _abandon(self, pid: int, temporary: str) -> None:
+    def _abandon(self, pid: int, temporary: str, root: Optional[str]) -> None:
         """After a failure: stop the reader and remove its temporary file; never hide the first error."""
         with contextlib.suppress(HyperError):
             if self.agent.poll(pid) is None:
                 self.agent.kill(pid)
-            self.agent.exec(["rm", "-f", temporary])
+            # The reader removes it itself when it fails; a killed one cannot (and its view is gone with it).
+            self.agent.exec(["rm", "-f", temporary] if root is None else [*SAFE_IO_ARGV, root, "remove", temporary])
 
 
 def _blocks(source: BinaryIO, size: int, trailer: bytes) -> Iterator[bytes]:

@@ -29,6 +29,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import lay
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import (
     KILL_GRACE,
     MAX_REQUEST_DATA,
+    READ_LIMIT,
     ExecResult,
     ExecTimeout,
     GuestAgent,
@@ -155,6 +156,7 @@ def run_in_container(
     timeout: float = DEFAULT_TIMEOUT,
     large_output: bool = False,
     exec_helper: bool = True,
+    output_limit: int = READ_LIMIT,
 ) -> ContainerExecResult:
     """Run ``argv`` in ``container`` of the guest behind ``agent``; wait up to ``timeout`` seconds.
 
@@ -166,11 +168,14 @@ def run_in_container(
 
     On timeout the process is killed (SIGKILL, through the pid crun wrote) and the result has
     ``timed_out``. A container the guest does not run raises ContainerError; a missing program is
-    a result (crun's message on stderr, non-zero rc).
+    a result (crun's message on stderr, non-zero rc). A stream longer than ``output_limit`` bytes is
+    an OutputLimitError (the guest is not trusted to end its output), on either path.
 
     With ``exec_helper`` the container's exec helper runs the command when it is there (fast_exec,
     the same process attributes at a fraction of the cost); otherwise, and without it, crun exec.
     """
+    if isinstance(output_limit, bool) or not isinstance(output_limit, int) or output_limit <= 0:
+        raise SpecError("output_limit", output_limit, "must be a number of bytes above 0")
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise SpecError("timeout", timeout, "must be a number of seconds above 0")
     if stdin is not None and not isinstance(stdin, bytes):
@@ -179,11 +184,19 @@ def run_in_container(
     crun_exec_argv(container, argv, env=env, cwd=cwd, user=user)  # SpecError before any agent call
     if exec_helper:
         start = time.monotonic()
-        fast = run_fast(agent, container, argv, stdin=stdin, env=env, cwd=cwd, user=user, timeout=timeout, large_output=large_output)
+        try:
+            fast = run_fast(
+                agent, container, argv, stdin=stdin, env=env, cwd=cwd, user=user, timeout=timeout, large_output=large_output, output_limit=output_limit
+            )
+        except AgentError as err:
+            if err.details.get("limit") == output_limit:
+                raise OutputLimitError(f"{err.message} (the command's output)", output_limit) from None
+            raise
         if fast is not None and fast.lost is not None:
             _check_container(agent, container)
             raise ContainerError(container, f"its exec helper in {agent.name} went away while the command ran; it may have run ({fast.lost})")
         if fast is not None:
+            _check_output(agent, container, argv, fast.stdout, fast.stderr, output_limit)
             return ContainerExecResult(
                 rc=fast.rc,
                 signal=fast.signal,
@@ -230,8 +243,9 @@ def run_in_container(
             stderr = stderr[: -len(marker)]  # came back inline; the wrapper removed the files
             cleanup = stdin_file or timed_out
         elif large_output:
-            stdout = _read_optional(agent, files.stdout)
-            stderr = _read_optional(agent, files.stderr)
+            stdout = _read_optional(agent, files.stdout, output_limit)
+            stderr = _read_optional(agent, files.stderr, output_limit)
+        _check_output(agent, container, argv, stdout, stderr, output_limit)
         if not timed_out and rc is not None and rc != 0 and any(hint in stderr for hint in CRUN_ERROR_HINTS):
             _check_container(agent, container)
     finally:
@@ -249,6 +263,13 @@ def run_in_container(
     )
 
 
+def _check_output(agent: GuestAgent, container: str, argv: Sequence[str], stdout: bytes, stderr: bytes, output_limit: int) -> None:
+    for stream, data in (("stdout", stdout), ("stderr", stderr)):
+        if len(data) > output_limit:
+            message = f"{agent.name}: the {stream} of {argv[0]} in container {container} is larger than the limit of {output_limit} bytes"
+            raise OutputLimitError(message, output_limit)
+
+
 def _kill(agent: GuestAgent, files: _TempFiles, pid: int, what: str) -> Optional[ExecResult]:
     """SIGKILL the process crun started (its pid file), then collect crun; kill crun itself if it hangs on."""
     with contextlib.suppress(HyperError, ValueError):
@@ -260,11 +281,21 @@ def _kill(agent: GuestAgent, files: _TempFiles, pid: int, what: str) -> Optional
         return err.result
 
 
-def _read_optional(agent: GuestAgent, path: str) -> bytes:
+class OutputLimitError(AgentError):
+    """A command's stdout or stderr is longer than the caller's bound; ``details["limit"]`` is the bound."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message, {"limit": limit})
+        self.limit = limit
+
+
+def _read_optional(agent: GuestAgent, path: str, limit: int = READ_LIMIT) -> bytes:
     """A redirected stream; empty when the file was never created (crun failed before the redirect mattered)."""
     try:
-        return agent.read_file(path)
+        return agent.read_file(path, limit=limit)
     except AgentError as err:
+        if err.details.get("limit") == limit:
+            raise OutputLimitError(f"{err.message} (the command's output)", limit) from None
         if "No such file" in str(err) or "not found" in str(err):
             return b""
         raise

@@ -151,6 +151,7 @@ def run_fast(
     user: Optional[str] = None,
     timeout: float,
     large_output: bool = False,
+    output_limit: Optional[int] = None,
 ) -> Optional[FastResult]:
     """Run ``argv`` through the container's exec helper; None when there is none (nothing ran).
 
@@ -210,8 +211,8 @@ def run_fast(
             stderr = stderr[: -len(INLINE_MARKER)]
         elif large_output:
             cleanup = True
-            stdout = _read_optional(agent, files.stdout)
-            stderr = _read_optional(agent, files.stderr)
+            stdout = _read_optional(agent, files.stdout, output_limit)
+            stderr = _read_optional(agent, files.stderr, output_limit)
     finally:
         if cleanup:
             with contextlib.suppress(HyperError):
@@ -238,9 +239,10 @@ def _kill(agent: GuestAgent, pid: int, what: str) -> Optional[ExecResult]:
         return err.result
 
 
-def _read_optional(agent: GuestAgent, path: str) -> bytes:
+def _read_optional(agent: GuestAgent, path: str, limit: Optional[int] = None) -> bytes:
+    """A redirected stream; empty when never created. Above ``limit`` (read_file's own bound when None) an AgentError with ``details["limit"]``."""
     try:
-        return agent.read_file(path)
+        return agent.read_file(path, limit=limit)
     except AgentError as err:
         if "No such file" in str(err) or "not found" in str(err):
             return b""

@@ -36,10 +36,10 @@ class GuestImage:
     components: dict[str, Any] = field(default_factory=dict)
 
 
-def check_image_name(name: str) -> str:
-    """Return ``name`` if it is a plain image name (no path tricks), else raise SpecError."""
+def check_image_name(name: str, option: str = "image") -> str:
+    """Return ``name`` if it is a plain image name (no path tricks), else raise SpecError naming ``option``."""
     if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
-        raise SpecError("image", name, "must match ^[a-z0-9][a-z0-9._-]*$ and contain no '..'")
+        raise SpecError(option, name, "must match ^[a-z0-9][a-z0-9._-]*$ and contain no '..'")
     return name
 
 

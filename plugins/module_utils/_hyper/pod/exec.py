@@ -10,7 +10,8 @@ import shlex
 from typing import Any, Mapping, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, SpecError
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.exec import DEFAULT_TIMEOUT, ContainerExecResult, run_in_container
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import READ_LIMIT
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.exec import DEFAULT_TIMEOUT, ContainerExecResult, OutputLimitError, run_in_container
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.layout import check_container_name as check_name
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import check_pod_name
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import Session
@@ -68,33 +69,47 @@ def result_dict(result: ContainerExecResult, strip_empty_ends: bool = True) -> d
     }
 
 
+def _run(
+    agent: Any, container: str, argv: list[str], stdin: Optional[bytes], env: dict[str, str], params: Mapping[str, Any], timeout: float, limit: int
+) -> ContainerExecResult:
+    return run_in_container(
+        agent,
+        container,
+        argv,
+        stdin=stdin,
+        env=env or None,
+        cwd=params.get("chdir"),
+        user=params.get("user"),
+        timeout=timeout,
+        large_output=True,
+        exec_helper=bool(params.get("exec_helper", True)),
+        output_limit=limit,
+    )
+
+
 def exec_in_pod(params: Mapping[str, Any], check_mode: bool = False, session: Optional[Session] = None) -> dict[str, Any]:
     """The hyper_exec module's one call: find the running pod, run the command, judge the result."""
     pod = check_pod_name(params.get("pod"), "pod")
     container = check_name(params.get("container"))
     argv = command_argv(params.get("argv"), params.get("command"))
     stdin: Optional[bytes] = None
-    if params.get("stdin") is not None:
-        text = str(params["stdin"])
+    given = params.get("stdin_secret") if params.get("stdin_secret") is not None else params.get("stdin")
+    if given is not None:
+        text = str(given)
         if params.get("stdin_add_newline", True) and not text.endswith("\n"):
             text += "\n"
         stdin = text.encode("utf-8", errors="surrogateescape")
     env = {str(key): str(value) for key, value in (params.get("env") or {}).items()}
     timeout = float(params.get("timeout") or DEFAULT_TIMEOUT)
+    limit = READ_LIMIT if params.get("output_limit") is None else params["output_limit"]
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+        raise SpecError("output_limit", limit, "must be a number of bytes above 0")
     with session or Session(str(params.get("uri") or DEFAULT_URI)) as task:
         agent = task.pod_agent(task.running(pod))
-        result = run_in_container(
-            agent,
-            container,
-            argv,
-            stdin=stdin,
-            env=env or None,
-            cwd=params.get("chdir"),
-            user=params.get("user"),
-            timeout=timeout,
-            large_output=True,
-            exec_helper=bool(params.get("exec_helper", True)),
-        )
+        try:
+            result = _run(agent, container, argv, stdin, env, params, timeout, limit)
+        except OutputLimitError as err:
+            raise HyperError(f"{err.message}: raise output_limit ({limit}) if that output is wanted", {"output_limit": limit}) from None
     out = result_dict(result, bool(params.get("strip_empty_ends", True)))
     # failed is explicit: Ansible otherwise fails any result whose rc is not 0.
     out.update(changed=True, failed=False, cmd=argv)

@@ -29,6 +29,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes 
     MountSpec,
     VolumeSpec,
     check_distinct_paths,
+    check_root_shares,
     normalise_mounts,
     normalise_volumes,
 )
@@ -296,7 +297,7 @@ def normalise_pod(params: Mapping[str, Any]) -> tuple[PodSpec, frozenset[str]]:
         path = params.get(option)
         if path is not None and (not isinstance(path, str) or not path.startswith("/")):
             raise SpecError(option, path, "must be an absolute path")
-    guest_image = None if _given(params, "kernel") else check_image_name(params.get("guest_image") or DEFAULT_GUEST_IMAGE)
+    guest_image = None if _given(params, "kernel") else check_image_name(params.get("guest_image") or DEFAULT_GUEST_IMAGE, "guest_image")
     accelerator = params.get("accelerator") or "auto"
     if accelerator not in ACCELERATOR_CHOICES:
         raise SpecError("accelerator", accelerator, f"must be one of {', '.join(ACCELERATOR_CHOICES)}")
@@ -308,6 +309,7 @@ def normalise_pod(params: Mapping[str, Any]) -> tuple[PodSpec, frozenset[str]]:
     volumes = normalise_volumes(params.get("volumes"))
     volume_names = tuple(v.name for v in volumes)
     containers = tuple(normalise_container(c, i, default_transport, volume_names) for i, c in enumerate(params.get("containers") or []))
+    check_root_shares(volumes, [(c.name, c.volumes) for c in containers])
     seen: set[str] = set()
     for index, container in enumerate(containers):
         if container.name in seen:

@@ -16,11 +16,12 @@ import json
 import time
 from typing import Any, Optional, Protocol, Sequence
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentCommandError, AgentError, ContainerError, HyperError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, ContainerError, HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import ExecResult, GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import CONTAINERS_DIR, check_name
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.exec import container_rootfs, run_in_container
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.fast_exec import SocketAnswer, launch, socket_line
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.safe_files import ContainerFiles
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.scripts import vips
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.master_cli import (
     MASTER_SOCKET,
@@ -144,6 +145,8 @@ class HaproxyGuest:
         self._clock = clock
         self._sleep = sleep
         self._log = f"{CONTAINERS_DIR}/{container}/log"
+        # Every read and write under the container's root: no link planted there is followed (docs/security.md).
+        self.files = ContainerFiles(agent, self.container, timeout=HELPER_TIMEOUT)
 
     def _guest_path(self, path: str) -> str:
         return self.rootfs + path
@@ -172,12 +175,7 @@ class HaproxyGuest:
         launch(self.agent, self.container)
 
     def _read_optional(self, path: str, limit: int = STATE_LIMIT) -> Optional[bytes]:
-        try:
-            return self.agent.read_file(self._guest_path(path), limit=limit)
-        except AgentCommandError as err:
-            if "No such file" in err.desc or "not found" in err.desc:
-                return None
-            raise
+        return self.files.read(path, limit=limit)
 
     def read_config(self) -> str:
         return _text(self._read_optional(CONFIG_PATH) or b"")
@@ -195,7 +193,7 @@ class HaproxyGuest:
     def validate(self, config: str) -> None:
         """Write ``config`` as the candidate and check it with ``haproxy -c`` in the container; ServiceError with haproxy's words."""
         candidate = CONFIG_PATH + CANDIDATE_SUFFIX
-        self.agent.write_file(self._guest_path(candidate), config.encode("utf-8"))
+        self.files.write(candidate, config.encode("utf-8"))
         result = run_in_container(self.agent, self.container, [HAPROXY, "-c", "-f", candidate], timeout=HELPER_TIMEOUT)
         if result.rc != 0:
             self.discard_candidate()
@@ -208,23 +206,22 @@ class HaproxyGuest:
 
     def install_config(self) -> None:
         """Rename the validated candidate over haproxy.cfg (atomic in the container's file system)."""
-        candidate = self._guest_path(CONFIG_PATH + CANDIDATE_SUFFIX)
-        self._run(["mv", "-f", candidate, self._guest_path(CONFIG_PATH)], f"installing {CONFIG_PATH}")
+        if not self.files.rename(CONFIG_PATH + CANDIDATE_SUFFIX, CONFIG_PATH):
+            raise AgentError(f"{self.agent.name}: installing {CONFIG_PATH} in container {self.container}: the validated candidate is gone")
 
     def write_config(self, config: str) -> None:
         """Put ``config`` in place without validation (the rollback of a configuration that ran before)."""
         self._write_atomic(CONFIG_PATH, config.encode("utf-8"))
 
     def discard_candidate(self) -> None:
-        self.agent.exec(["rm", "-f", self._guest_path(CONFIG_PATH + CANDIDATE_SUFFIX)], timeout=HELPER_TIMEOUT)
+        with contextlib.suppress(AgentError):
+            self.files.remove(CONFIG_PATH + CANDIDATE_SUFFIX)
 
     def write_state(self, state: dict[str, Any]) -> None:
         self._write_atomic(STATE_PATH, json.dumps(state, sort_keys=True, indent=1).encode("utf-8"))
 
     def _write_atomic(self, path: str, data: bytes) -> None:
-        temporary = self._guest_path(path + CANDIDATE_SUFFIX)
-        self.agent.write_file(temporary, data)
-        self._run(["mv", "-f", temporary, self._guest_path(path)], f"writing {path}")
+        self.files.write(path, data)  # beside it under a random name, then renamed onto it
 
     # -- addresses ---------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Optional, Sequence
 
@@ -110,10 +111,19 @@ def read_source(spec: FileSpec, option: str) -> FileSpec:
     if spec.src is None:
         return spec
     try:
-        with open(spec.src, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; only a regular file is read (a FIFO or a
+        # device never ends or blocks the task, in check mode too).
+        fd = os.open(spec.src, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
         raise SpecError(f"{option}.src", spec.src, f"cannot be read on the hyper host: {err.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SpecError(f"{option}.src", spec.src, "is not a regular file on the hyper host (a FIFO, device or directory is not read)")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            data = handle.read(MAX_FILE_BYTES + 1)
+        except OSError as err:
+            raise SpecError(f"{option}.src", spec.src, f"cannot be read on the hyper host: {err.strerror}") from None
     if len(data) > MAX_FILE_BYTES:
         raise SpecError(f"{option}.src", spec.src, f"is larger than {MAX_FILE_BYTES >> 20} MiB")
     return replace(spec, data=data)

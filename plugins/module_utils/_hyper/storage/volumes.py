@@ -35,7 +35,8 @@ VOLUME_KEYS = ("name", "size", "format", "host_path")
 MOUNT_KEYS = ("name", "path", "read_only")
 MIN_VOLUME_BYTES = 16 << 20
 MAX_VOLUME_BYTES = 64 << 40
-_SIZE = re.compile(r"^([0-9]+)\s*([KMGT]?)(i?B)?$", re.IGNORECASE)
+# At most 20 digits: more is no size (and int() of thousands of digits is slow, then refused by Python).
+_SIZE = re.compile(r"^([0-9]{1,20})\s*([KMGT]?)(i?B)?$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 # Virtio serials are at most 20 bytes; the guest finds a volume's disk by its serial.
 VOLUME_SERIAL_PREFIX = layout.VOLUME_SERIAL_PREFIX
@@ -88,6 +89,9 @@ def parse_size(value: object, option: str) -> int:
     """``1G``, ``512M``, ``512MiB``, ``1073741824`` (bytes) → bytes, a whole number of MiB."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise SpecError(option, value, "must be a size such as 512M or 2G")
+    if isinstance(value, int) and not -(10**20) < value < 10**20:
+        # repr() of such a number fails in Python itself (over 4300 digits): name it, do not print it.
+        raise SpecError(option, f"<a number of {value.bit_length()} bits>", "must be a size such as 512M or 2G")
     match = _SIZE.fullmatch(str(value).strip())
     if not match:
         raise SpecError(option, value, "must be a size such as 512M or 2G (units K, M, G, T, powers of 1024)")
@@ -176,6 +180,20 @@ def normalise_mounts(value: object, where: str, volume_names: Iterable[str]) -> 
             raise SpecError(f"{option}.read_only", read_only, "must be a boolean")
         mounts.append(MountSpec(name=name, path=check_absolute(item.get("path"), f"{option}.path"), read_only=bool(read_only)))
     return tuple(mounts)
+
+
+def check_root_shares(volumes: Iterable[VolumeSpec], containers: Iterable[tuple[str, Iterable[MountSpec]]]) -> None:
+    """A host share of ``/`` (the host's whole file system) is refused read-write: a guest could rewrite the host."""
+    whole = {v.name for v in volumes if v.kind == "host" and v.host_path == "/"}
+    for container, mounts in containers:
+        for index, mount in enumerate(mounts):
+            if mount.name in whole and not mount.read_only:
+                raise SpecError(
+                    f"containers[{container}].volumes[{index}].read_only",
+                    False,
+                    f"volume {mount.name} shares the hyper host's whole file system (host_path: /): mount it with read_only: true, "
+                    "or share a narrower directory",
+                )
 
 
 def check_distinct_paths(paths: Iterable[tuple[str, str]]) -> None:

@@ -16,7 +16,6 @@ from ansible.playbook.play_context import PlayContext
 
 from ansible_collections.hyper.pods.plugins.connection import hyper
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (
-    AgentError,
     AgentTimeout,
     AgentUnavailable,
     ContainerError,
@@ -25,7 +24,6 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (
     LibvirtFailure,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import MAX_REQUEST_DATA, GuestAgent
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.data_channel import STREAM_MIN_SIZE
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import CurrentPod, FoundPod
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.fake_agent import FakeClock, Reply, ScriptedTransport
 
@@ -119,6 +117,8 @@ def connection(world: World, host: str = "shop/httpd", **options: Any) -> hyper.
             "write_chunk_size": MAX_REQUEST_DATA,
             "read_chunk_size": 512 * 1024,
             "data_channel": False,
+            "fetch_limit": 1024 * 1024 * 1024,
+            "output_limit": 64 * 1024 * 1024,
             **options,
         }
     )
@@ -230,7 +230,16 @@ def test_exec_runs_sh_c_with_stdin(world: World) -> None:
     conn = connection(world, command_timeout=12.5)
     rc, out, err = conn.exec_command("echo 'héllo' | cat", in_data=b"module")
     assert (rc, out, err) == (3, b"out \xff", b"err")
-    assert world.runs == [{"container": "httpd", "argv": ["/bin/sh", "-c", "echo 'héllo' | cat"], "stdin": b"module", "timeout": 12.5, "large_output": True}]
+    assert world.runs == [
+        {
+            "container": "httpd",
+            "argv": ["/bin/sh", "-c", "echo 'héllo' | cat"],
+            "stdin": b"module",
+            "timeout": 12.5,
+            "large_output": True,
+            "output_limit": 64 * 1024 * 1024,
+        }
+    ]
 
 
 def test_exec_signal_death(world: World) -> None:
@@ -296,55 +305,9 @@ def test_exec_large_stdin_is_passed_whole(world: World) -> None:
 # -- files ---------------------------------------------------------------------------------------
 
 
-def test_put_file_in_chunks_keeps_the_mode(world: World, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hyper, "PUT_BLOCK", 100)
-    source = tmp_path / "script.sh"
-    data = os.urandom(250)
-    source.write_bytes(data)
-    source.chmod(0o750)
-    written: list[tuple[int, bytes]] = []
-    script_writes(world, written)
-    connection(world, write_chunk_size=40).put_file(str(source), "/root/.ansible/tmp/x/script.sh")
-    assert b"".join(d for _h, d in written) == data
-    assert max(len(d) for _h, d in written) == 40
-    opened = [r["arguments"] for r in world.transport.requests if r["execute"] == "guest-file-open"]
-    target = "/run/hyper/containers/httpd/rootfs/root/.ansible/tmp/x/script.sh"
-    assert opened == [{"path": target, "mode": "w"}, {"path": target, "mode": "a"}, {"path": target, "mode": "a"}]
-    chmod = [r["arguments"] for r in world.transport.requests if r["execute"] == "guest-exec"]
-    assert chmod == [{"path": "chmod", "arg": ["750", target], "capture-output": True}]
-
-
-def test_put_empty_file(world: World, tmp_path: Any) -> None:
-    source = tmp_path / "empty"
-    source.write_bytes(b"")
-    source.chmod(0o600)
-    written: list[tuple[int, bytes]] = []
-    script_writes(world, written)
-    connection(world).put_file(str(source), "/empty")
-    assert written == []
-    assert [r["execute"] for r in world.transport.requests if r["execute"].startswith("guest-file")] == ["guest-file-open", "guest-file-close"]
-
-
-def test_put_file_short_write(world: World, tmp_path: Any) -> None:
-    source = tmp_path / "f"
-    source.write_bytes(b"abcdef")
-    script_writes(world, [])
-    world.transport.script["guest-file-write"] = [Reply({"count": 2})]
-    with pytest.raises(AnsibleError, match=r"pod shop container httpd: copying .* to /f: .*short write at byte 0 \(2 of 6\)"):
-        connection(world).put_file(str(source), "/f")
-
-
 def test_put_file_missing_source(world: World, tmp_path: Any) -> None:
     with pytest.raises(AnsibleFileNotFound):
         connection(world).put_file(str(tmp_path / "nope"), "/f")
-
-
-def test_put_file_agent_gone_is_unreachable(world: World, tmp_path: Any) -> None:
-    source = tmp_path / "f"
-    source.write_bytes(b"abc")
-    world.transport.on("guest-file-open", Reply(raise_=DomainNotRunning("hyper-0000abcd: domain is not running")))
-    with pytest.raises(AnsibleConnectionFailure, match="pod shop container httpd: copying"):
-        connection(world).put_file(str(source), "/f")
 
 
 def test_bad_chunk_size(world: World, tmp_path: Any) -> None:
@@ -352,47 +315,6 @@ def test_bad_chunk_size(world: World, tmp_path: Any) -> None:
     source.write_bytes(b"abc")
     with pytest.raises(AnsibleError, match="write_chunk_size must be between 1 and 131072"):
         connection(world, write_chunk_size=MAX_REQUEST_DATA + 1).put_file(str(source), "/f")
-
-
-def script_reads(world: World, data: bytes, lie: bool = False) -> list[int]:
-    counts: list[int] = []
-    state = {"offset": 0}
-    world.transport.on("guest-file-open", Reply(9))
-    world.transport.on("guest-file-close", Reply({}))
-
-    def read(request: dict[str, Any]) -> Reply:
-        count = request["arguments"]["count"]
-        counts.append(count)
-        chunk = data[state["offset"] : state["offset"] + count]
-        state["offset"] += len(chunk)
-        return Reply({"count": len(chunk) + (1 if lie else 0), "buf-b64": base64.b64encode(chunk).decode(), "eof": state["offset"] >= len(data)})
-
-    world.transport.on("guest-file-read", read)
-    return counts
-
-
-def test_fetch_file_in_chunks(world: World, tmp_path: Any) -> None:
-    data = os.urandom(1000)
-    counts = script_reads(world, data)
-    target = tmp_path / "out"
-    connection(world, read_chunk_size=300).fetch_file("/var/log/x", str(target))
-    assert target.read_bytes() == data
-    assert counts == [300, 300, 300, 300]
-    opened = [r["arguments"] for r in world.transport.requests if r["execute"] == "guest-file-open"]
-    assert opened == [{"path": "/run/hyper/containers/httpd/rootfs/var/log/x", "mode": "r"}]
-
-
-def test_fetch_file_count_mismatch(world: World, tmp_path: Any) -> None:
-    script_reads(world, b"abc", lie=True)
-    with pytest.raises(AnsibleError, match=r"pod shop container httpd: fetching /x: .*agent said 4 bytes, sent 3"):
-        connection(world).fetch_file("/x", str(tmp_path / "out"))
-
-
-def test_fetch_missing_file(world: World, tmp_path: Any) -> None:
-    world.transport.on("guest-file-open", Reply(error={"class": "GenericError", "desc": "No such file or directory"}))
-    with pytest.raises(AnsibleError, match=r"pod shop container httpd: fetching /nope: .*No such file or directory") as caught:
-        connection(world).fetch_file("/nope", str(tmp_path / "out"))
-    assert not isinstance(caught.value, AnsibleConnectionFailure)
 
 
 class FakePusher:
@@ -403,7 +325,7 @@ class FakePusher:
         self.error = error
         self.pushes: list[tuple[bytes, int, str, Optional[int]]] = []
 
-    def push(self, source: Any, size: int, target: str, mode: Optional[int], timeout: float) -> Optional[int]:
+    def push(self, source: Any, size: int, target: str, mode: Optional[int], timeout: float, root: Optional[str] = None) -> Optional[int]:
         if self.error is not None:
             raise self.error
         if not self.free:
@@ -416,47 +338,6 @@ def channel_connection(world: World, pusher: FakePusher) -> hyper.Connection:
     conn = connection(world, data_channel=True)
     conn._make_pusher = lambda client, dom, agent: pusher  # type: ignore[method-assign,assignment,return-value]
     return conn
-
-
-def test_put_large_file_goes_over_the_data_channel(world: World, tmp_path: Any) -> None:
-    source = tmp_path / "big.bin"
-    data = os.urandom(STREAM_MIN_SIZE)
-    source.write_bytes(data)
-    source.chmod(0o640)
-    pusher = FakePusher()
-    channel_connection(world, pusher).put_file(str(source), "/srv/big.bin")
-    assert pusher.pushes == [(data, len(data), "/run/hyper/containers/httpd/rootfs/srv/big.bin", 0o640)]
-    assert not [r for r in world.transport.requests if r["execute"].startswith("guest-file")]
-
-
-def test_put_small_file_goes_through_the_agent(world: World, tmp_path: Any) -> None:
-    source = tmp_path / "small"
-    source.write_bytes(b"x" * (STREAM_MIN_SIZE - 1))
-    written: list[tuple[int, bytes]] = []
-    script_writes(world, written)
-    pusher = FakePusher()
-    channel_connection(world, pusher).put_file(str(source), "/small")
-    assert pusher.pushes == []
-    assert len(b"".join(d for _h, d in written)) == STREAM_MIN_SIZE - 1
-
-
-def test_put_falls_back_to_the_agent_when_the_ports_are_busy(world: World, tmp_path: Any) -> None:
-    source = tmp_path / "big.bin"
-    data = os.urandom(STREAM_MIN_SIZE + 5)
-    source.write_bytes(data)
-    written: list[tuple[int, bytes]] = []
-    script_writes(world, written)
-    channel_connection(world, FakePusher(free=False)).put_file(str(source), "/big.bin")
-    assert b"".join(d for _h, d in written) == data
-
-
-@pytest.mark.parametrize(("error", "unreachable"), [(AgentError("reader died: No space left on device"), False), (AgentUnavailable("agent gone"), True)])
-def test_put_data_channel_errors(world: World, tmp_path: Any, error: HyperError, unreachable: bool) -> None:
-    source = tmp_path / "big.bin"
-    source.write_bytes(os.urandom(STREAM_MIN_SIZE))
-    with pytest.raises(AnsibleError, match=f"pod shop container httpd: copying .* over the data channel: {error.message}") as raised:
-        channel_connection(world, FakePusher(error=error)).put_file(str(source), "/big.bin")
-    assert isinstance(raised.value, AnsibleConnectionFailure) is unreachable
 
 
 def test_no_data_channel_for_a_remote_uri(world: World) -> None:

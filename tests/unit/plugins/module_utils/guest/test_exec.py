@@ -8,12 +8,13 @@ import base64
 import json
 import os
 import subprocess
+import tracemalloc
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
 import pytest
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ContainerError, DomainNotFound, DomainNotRunning, SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ContainerError, DomainNotFound, DomainNotRunning, HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import exec as ce
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import MAX_REQUEST_DATA, GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.fast_exec import HYPER_EXEC, without_client
@@ -497,3 +498,32 @@ def test_exec_in_pod_timeout_fails(guest: FakeGuest, clock: FakeClock) -> None:
 def test_exec_in_pod_unknown_pod(guest: FakeGuest, clock: FakeClock) -> None:
     with pytest.raises(DomainNotFound, match="pod db does not exist"):
         pe.exec_in_pod({"pod": "db", "container": "app", "argv": ["x"]}, session=module_deps(guest, clock))
+
+
+def test_exec_in_pod_stdin_secret_is_sent_like_stdin(guest: FakeGuest, clock: FakeClock) -> None:
+    guest.run(("crun", "exec"), Run(stdout=b"ok\n"))
+    pe.exec_in_pod({"pod": "web", "container": "app", "argv": ["cat"], "stdin_secret": "s3cret"}, session=module_deps(guest, clock))
+    assert guest.stdins[0] == b"s3cret\n"
+
+
+def test_exec_in_pod_output_over_the_limit_names_the_option(guest: FakeGuest, clock: FakeClock) -> None:
+    guest.run(("crun", "exec"), Run(stdout=b"0123456789"))
+    with pytest.raises(HyperError, match=r"stdout of x in container app is larger than the limit of 4 bytes: raise output_limit \(4\)"):
+        pe.exec_in_pod({"pod": "web", "container": "app", "argv": ["x"], "output_limit": 4}, session=module_deps(guest, clock))
+    with pytest.raises(SpecError, match="output_limit"):
+        pe.exec_in_pod({"pod": "web", "container": "app", "argv": ["x"], "output_limit": 0}, session=module_deps(guest, clock))
+
+
+def test_output_beyond_the_limit_is_refused_in_bounded_memory(agent: GuestAgent, guest: FakeGuest) -> None:
+    """A command whose output file is far larger than output_limit: refused, the controller holds about the limit."""
+    limit = 4 * 1024 * 1024
+    guest.run(("crun", "exec"), Run(stdout=b"z" * (40 * 1024 * 1024)))  # read back from the guest file, chunk by chunk
+    tracemalloc.start()
+    try:
+        with pytest.raises(ce.OutputLimitError, match="larger than the limit of 4194304 bytes"):
+            ce.run_in_container(agent, "app", ["yes"], large_output=True, output_limit=limit)
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * limit
+    assert sum(guest.reads) <= limit + 2 * 512 * 1024  # it stopped reading at the limit

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,58 @@ def test_vips_add_and_remove_in_a_network_namespace() -> None:
     added, removed = result.stdout.split("---")
     assert "10.96.0.10/32" in added and "fd00::10/128" in added
     assert "10.96.0.10" not in removed and "fd00::10" not in removed
+
+
+def test_push_waits_out_an_end_of_file_before_the_data(tmp_path: Path) -> None:
+    """A virtio-serial port reads end-of-file until the host end is connected: the reader keeps the port and waits."""
+    port = tmp_path / "port"
+    port.write_bytes(b"")  # nothing yet: end-of-file at once, as an unconnected port
+    data, trailer = b"late data" * 100, "t" * 32
+    target, tmp = tmp_path / "target", tmp_path / "target.tmp"
+    assert BUSYBOX is not None
+    reader = subprocess.Popen(
+        [BUSYBOX, "sh", "-c", push.SCRIPT, "sh", str(port), str(tmp), str(len(data) + 32), trailer, str(len(data)), "", str(target), "", "100"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        time.sleep(0.5)  # the reader has seen end-of-file several times by now
+        with open(port, "ab") as handle:  # the host connects and sends
+            handle.write(data + trailer.encode())
+        _out, err = reader.communicate(timeout=30)
+    finally:
+        reader.kill()
+    assert reader.returncode == 0, err
+    assert target.read_bytes() == data
+
+
+def test_push_gives_up_when_no_data_comes(tmp_path: Path) -> None:
+    port = tmp_path / "port"
+    port.write_bytes(b"")
+    result = sh(push.SCRIPT, str(port), str(tmp_path / "t.tmp"), "100", "t" * 32, "68", "", str(tmp_path / "t"), "", "2")
+    assert result.returncode == 3
+    assert b"no data on the data channel" in result.stderr
+    assert not (tmp_path / "t.tmp").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or UNSHARE is None, reason="needs root and unshare for a mount namespace")
+def test_push_into_a_container_resolves_links_inside_it(tmp_path: Path) -> None:
+    """With a root, the reader reaches its target through the nosymfollow view: a planted link stays in the container."""
+    assert BUSYBOX is not None and UNSHARE is not None
+    root, outside = tmp_path / "rootfs", tmp_path / "usr-sbin"
+    outside.mkdir()
+    (outside / "hyper-container").write_text("the guest's own")
+    own = Path(str(root) + str(outside))
+    own.mkdir(parents=True)
+    (root / "tmp").mkdir(exist_ok=True)
+    (root / "tmp" / "evil").symlink_to(outside)  # absolute: the guest's dir from outside, the container's own inside
+    data, trailer = b"payload" * 50, "t" * 32
+    port = tmp_path / "port"
+    port.write_bytes(data + trailer.encode())
+    script = push.SCRIPT.replace("/run/hyper/view", str(tmp_path / "view"))
+    argv = [str(port), "tmp/evil/.hyper-container.hyper-1", str(len(data) + 32), trailer, str(len(data)), "", "tmp/evil/hyper-container", str(root)]
+    result = subprocess.run([UNSHARE, "-m", "--propagation", "private", BUSYBOX, "sh", "-c", script, "sh", *argv], capture_output=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert (own / "hyper-container").read_bytes() == data
+    assert (outside / "hyper-container").read_text() == "the guest's own"
+    assert sorted(os.listdir(outside)) == ["hyper-container"]

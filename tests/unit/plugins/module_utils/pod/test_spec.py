@@ -84,7 +84,7 @@ def test_signals_by_name(value: str, expected: str) -> None:
         ({"initrd": "/boot/initrd.img"}, "initrd", "needs kernel"),
         ({"kernel": "/k", "initrd": "/i", "guest_image": "default"}, "guest_image", "not both"),
         ({"kernel": "k", "initrd": "/i"}, "kernel", "absolute"),
-        ({"guest_image": "../etc"}, "image", "no '..'"),
+        ({"guest_image": "../etc"}, "guest_image", "no '..'"),
         ({"memory": MIN_MEMORY_MIB - 1}, "memory", f"between {MIN_MEMORY_MIB}"),
         ({"memory": 64}, "memory", "between"),
         ({"memory": "128"}, "memory", "integer"),

@@ -11,6 +11,7 @@ import pytest
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentError, ContainerError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.fast_exec import without_client
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.safe_files import SAFE_IO_ARGV
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.haproxy import (
     ADD_VIPS_SCRIPT,
     REMOVE_VIPS_SCRIPT,
@@ -31,7 +32,30 @@ def fake(clock: FakeClock) -> FakeGuest:
     guest = FakeGuest(clock)
     guest.run(("crun", "state", "haproxy"), Run(stdout=json.dumps({"status": "running", "pid": 234}).encode()))
     guest.run(("mv", "-f"), lambda argv: _mv(guest, argv))
+    guest.run(SAFE_IO_ARGV, lambda argv: _safe_io(guest, argv))
     return guest
+
+
+def _safe_io(guest: FakeGuest, argv: list[str]) -> Run:
+    """The guest step of ContainerFiles (guest/scripts/safe_io.py), on the fake's files."""
+    root, op, *args = argv[len(SAFE_IO_ARGV) :]
+    files = guest.files
+    if op == "read":
+        path = f"{root}/{args[0]}"
+        if path not in files:
+            return Run(rc=2)
+        offset, count = int(args[1]), int(args[2])
+        return Run(stdout=files[path][offset : offset + count])
+    if op == "write":
+        files[f"{root}/{args[1]}"] = guest.stdins[-1] or b""
+        return Run()
+    if op == "rename":
+        if f"{root}/{args[0]}" not in files:
+            return Run(rc=2)
+        files[f"{root}/{args[1]}"] = files.pop(f"{root}/{args[0]}")
+        return Run()
+    files.pop(f"{root}/{args[0]}", None)
+    return Run()
 
 
 def _mv(guest: FakeGuest, argv: list[str]) -> Run:
