@@ -15,7 +15,7 @@ STABLE_RUN = 120.0
 
 
 def delay_for(attempt: int, initial: float = INITIAL_DELAY, cap: float = MAX_DELAY) -> float:
-    """The wait before restart attempt (1, 2, ...): initial, 2×, 4×, ... up to cap."""
+    """The wait before restart attempt (1, 2, ...): initial, twice, four times, ... up to cap."""
     if attempt < 1:
         raise ValueError(f"attempt must be at least 1, not {attempt}")
     return float(min(cap, initial * (2 ** min(attempt - 1, 62))))

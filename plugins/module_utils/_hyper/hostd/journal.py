@@ -34,7 +34,7 @@ def _bounded(value: Any) -> Any:
 
 
 def record(root: str, pod: str, event: str, now: Optional[float] = None, **fields: Any) -> dict[str, Any]:
-    """Append one event to the pod's journal and return it; the journal keeps its last MAX_EVENTS..2×MAX_EVENTS lines."""
+    """Append one event to the pod's journal and return it; the journal keeps its last MAX_EVENTS..2 x MAX_EVENTS lines."""
     if event not in EVENTS:
         raise ValueError(f"unknown event {event!r}")
     entry = {"time": round(time.time() if now is None else now, 3), "event": event, **{k: _bounded(v) for k, v in fields.items()}}
