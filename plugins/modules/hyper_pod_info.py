@@ -125,12 +125,12 @@ pods:
   contains:
     events:
       description:
-        - What happened to the pod on the host, oldest first, at most 400: C(created), C(started),
+        - What happened to the pod on the host, oldest first, at most 400, among C(created), C(started),
           C(stopped) and C(crashed) (with libvirt's C(reason), the C(restart_policy), the C(desired)
           state and the C(action) taken), C(restarted) (with C(attempt), C(delay) and C(seconds)),
           C(restart_failed) (with C(error), C(next_attempt) and C(next_delay)). Each has C(time)
           (seconds since the epoch), C(event) and C(vm_id).
-      returned: when O(events) is true
+      returned: by M(hyper.pods.hyper_pod_info), when its O(hyper.pods.hyper_pod_info#module:events) option is true
       type: list
       elements: dict
       sample: [{time: 1764700000.5, event: crashed, reason: failed, restart_policy: always, attempt: 1, delay: 1.0}]

@@ -27,6 +27,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.backoff im
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.journal import record
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.policy import STOPPED_REASONS, decide
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.state import hostd_dir, log_path, pid_path, read_desired, running_pid, write_private
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import VM_PREFIX
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import CurrentPod, pod_of
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import LibvirtClient, import_libvirt
@@ -52,9 +53,6 @@ class HostService:
     # -- libvirt -------------------------------------------------------------------------------
 
     def _ensure_started(self, name: str) -> None:
-        # Imported here: the engine pulls in the whole library, which the service needs only to start a pod.
-        from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod  # pylint: disable=import-outside-toplevel
-
         ensure_pod({"name": name, "state": "started", "root": self.root, "uri": self.uri}, check_mode=False)
 
     def connect(self) -> None:

@@ -20,7 +20,11 @@ DESIRED_STATES = ("running", "stopped")
 
 def hostd_dir(root: str, *parts: str) -> str:
     """``<root>/hostd/...``, made root-only (0700) on the way."""
-    path = os.path.join(root, "hostd", *parts)
+    base = os.path.join(root, "hostd")
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    if os.stat(base).st_mode & 0o077:
+        os.chmod(base, 0o700)
+    path = os.path.join(base, *parts)
     os.makedirs(path, mode=0o700, exist_ok=True)
     return path
 
