@@ -97,7 +97,7 @@ def test_journal_skips_lines_that_do_not_parse_and_bounds_text(tmp_path: Any) ->
     entry = journal.record(root, "pod1", "crashed", now=1.0, reason="x" * 10000, attempt=2)
     assert len(entry["reason"]) == journal.MAX_TEXT
     with open(journal.journal_path(root, "pod1"), "a", encoding="utf-8") as handle:
-        handle.write("not json\n[1]\n{\"time\": 2, \"event\": \"evil\"}\n" + "x" * 10000 + "\n")
+        handle.write('not json\n[1]\n{"time": 2, "event": "evil"}\n' + "x" * 10000 + "\n")
     assert [e["event"] for e in journal.read_events(root, "pod1")] == ["crashed"]
     with pytest.raises(ValueError, match="unknown event"):
         journal.record(root, "pod1", "bogus")

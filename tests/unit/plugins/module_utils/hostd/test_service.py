@@ -120,5 +120,3 @@ def test_a_restart_is_dropped_when_a_task_stopped_the_pod_meanwhile(tmp_path: An
     svc.run_due()
     assert started == []
     assert svc.pending == {}
-
-
