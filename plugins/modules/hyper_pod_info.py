@@ -55,12 +55,12 @@ options:
   events:
     description:
       - Return each pod's events on the host in RV(pods[].events), oldest first (see docs/runtime.md, "Events").
-      - The host service C(hyper-hostd) writes them; without it running there are none.
+      - The host service C(hyper-hostd) writes them under the default state root C(/var/lib/hyper); without it running there are none.
     type: bool
     default: false
   since:
     description:
-      - With O(events), only the events after this time (seconds since the epoch, as in RV(pods[].events[].time)).
+      - With O(events), only the events after this time (seconds since the epoch, as in the events' C(time)).
     type: float
 notes:
   - Values that come from the guest (container states, logs) are data, never templates. Ansible treats
@@ -101,7 +101,7 @@ exists:
   type: bool
   sample: true
 hostd:
-  description: Whether the host service C(hyper-hostd) of O(root) runs (it applies the pod restart policy and writes the events).
+  description: Whether the host service C(hyper-hostd) of the default state root C(/var/lib/hyper) runs (it applies the pod restart policy and writes the events).
   returned: always
   type: dict
   contains:

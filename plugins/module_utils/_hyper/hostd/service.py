@@ -18,6 +18,7 @@ import logging.handlers
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -84,7 +85,8 @@ class HostService:
 
     def reconcile(self) -> None:
         """Every pod with a restart policy whose desired state is running and whose VM is not: started now."""
-        assert self.client is not None
+        if self.client is None:
+            return
         for dom in self.client.list_domains(prefix=VM_PREFIX):
             found = self._pod(str(dom.name()))
             if found is None:
@@ -181,7 +183,7 @@ def main(root: str, uri: str) -> int:
     hostd_dir(root)
     other = running_pid(root)
     if other is not None and other != os.getpid():
-        print(f"hyper-hostd already runs for {root} (pid {other})")
+        sys.stderr.write(f"hyper-hostd already runs for {root} (pid {other})\n")
         return 0
     handler = logging.handlers.RotatingFileHandler(log_path(root), maxBytes=LOG_BYTES, backupCount=1)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
