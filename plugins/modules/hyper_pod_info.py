@@ -101,7 +101,9 @@ exists:
   type: bool
   sample: true
 hostd:
-  description: Whether the host service C(hyper-hostd) of the default state root C(/var/lib/hyper) runs (it applies the pod restart policy and writes the events).
+  description:
+    - Whether the host service C(hyper-hostd) of the default state root C(/var/lib/hyper) runs.
+    - It applies the pod restart policy and writes the events.
   returned: always
   type: dict
   contains:
