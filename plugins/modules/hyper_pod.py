@@ -94,6 +94,25 @@ options:
       - Labels of the pod, strings to strings, to find pods with M(hyper.pods.hyper_pod_info).
       - Changing them updates the stored spec only; the VM keeps running.
     type: dict
+  restart_policy:
+    description:
+      - What the host service C(hyper-hostd) does when the pod's VM ends without a task asking
+        (docs/runtime.md, "Restart policy"). V(never) leaves it down; V(on-failure) starts it again
+        after a guest panic or when QEMU died or was killed; V(always) also after the guest powered off
+        or rebooted. Restarts back off (1 s, doubling, at most 60 s; reset after 120 s of running).
+      - A pod stopped by a task (O(state=stopped)) or destroyed on request (C(virsh destroy)) is never restarted.
+      - A new pod gets V(never), what a pod did before this option existed, so that nothing comes back unasked.
+        Changing it updates the pod in place (the VM keeps running).
+      - Needs the host service to run (the M(hyper.pods.host) role starts it;
+        M(hyper.pods.hyper_pod_info) says whether it runs); the module itself does not need it.
+    type: str
+    choices: [never, on-failure, always]
+  autostart:
+    description:
+      - Set libvirt's autostart flag on the pod's domain, so that libvirt starts the VM when libvirtd starts
+        (after a host reboot). A new pod gets V(false), so that a host reboot brings back only the pods that ask for it.
+        Changing it updates the pod in place.
+    type: bool
   hostname:
     description:
       - Host name of the VM and of its containers (an RFC 1123 name). Defaults to O(name).
@@ -582,7 +601,7 @@ actions:
   description:
     - What was done (or would be done in check mode), in order.
     - Among V(create), V(recreate), V(start), V(stop), V(restart), V(remove), V(update_labels),
-      V(update_ports), V(sync_ports) and V(purge_volumes).
+      V(update_ports), V(update_restart) (O(restart_policy) or O(autostart) changed), V(sync_ports) and V(purge_volumes).
   returned: always
   type: list
   elements: str
@@ -601,6 +620,17 @@ pod:
   returned: always
   type: dict
   contains:
+    events:
+      description:
+        - What happened to the pod on the host, oldest first, at most 400, among C(created), C(started),
+          C(stopped) and C(crashed) (with libvirt's C(reason), the C(restart_policy), the C(desired)
+          state and the C(action) taken), C(restarted) (with C(attempt), C(delay) and C(seconds)),
+          C(restart_failed) (with C(error), C(next_attempt) and C(next_delay)). Each has C(time)
+          (seconds since the epoch), C(event) and C(vm_id).
+      returned: by M(hyper.pods.hyper_pod_info), when its O(hyper.pods.hyper_pod_info#module:events) option is true
+      type: list
+      elements: dict
+      sample: [{time: 1764700000.5, event: crashed, reason: failed, restart_policy: always, attempt: 1, delay: 1.0}]
     name:
       description: Pod name (the domain title).
       type: str
@@ -835,6 +865,8 @@ ARGUMENT_SPEC = with_common_args(
         "vcpus": {"type": "int"},
         "memory": {"type": "int"},
         "labels": {"type": "dict"},
+        "restart_policy": {"type": "str", "choices": ["never", "on-failure", "always"]},
+        "autostart": {"type": "bool"},
         "hostname": {"type": "str"},
         "guest_image": {"type": "str"},
         "kernel": {"type": "path"},

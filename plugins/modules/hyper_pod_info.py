@@ -52,6 +52,16 @@ options:
       - V(0) returns no logs. Logs are read from running pods only.
     type: int
     default: 0
+  events:
+    description:
+      - Return each pod's events on the host in RV(pods[].events), oldest first (see docs/runtime.md, "Events").
+      - The host service C(hyper-hostd) writes them under the default state root C(/var/lib/hyper); without it running there are none.
+    type: bool
+    default: false
+  since:
+    description:
+      - With O(events), only the events after this time (seconds since the epoch, as in the events' C(time)).
+    type: float
 notes:
   - Values that come from the guest (container states, logs) are data, never templates. Ansible treats
     every module result as untrusted, so the module does not mark them itself.
@@ -90,12 +100,42 @@ exists:
   returned: when O(name) is given
   type: bool
   sample: true
+hostd:
+  description:
+    - Whether the host service C(hyper-hostd) of the default state root C(/var/lib/hyper) runs.
+    - It applies the pod restart policy and writes the events.
+  returned: always
+  type: dict
+  contains:
+    running:
+      description: Whether it runs.
+      type: bool
+      sample: true
+    pid:
+      description: Its process id, when it runs.
+      type: int
+      sample: 4242
+    log:
+      description: Its log file.
+      type: str
+      sample: /var/lib/hyper/hostd/hyper-hostd.log
 pods:
   description: The pods, sorted by name; the same shape as RV(hyper.pods.hyper_pod#module:pod).
   returned: always
   type: list
   elements: dict
   contains:
+    events:
+      description:
+        - What happened to the pod on the host, oldest first, at most 400, among C(created), C(started),
+          C(stopped) and C(crashed) (with libvirt's C(reason), the C(restart_policy), the C(desired)
+          state and the C(action) taken), C(restarted) (with C(attempt), C(delay) and C(seconds)),
+          C(restart_failed) (with C(error), C(next_attempt) and C(next_delay)). Each has C(time)
+          (seconds since the epoch), C(event) and C(vm_id).
+      returned: by M(hyper.pods.hyper_pod_info), when its O(hyper.pods.hyper_pod_info#module:events) option is true
+      type: list
+      elements: dict
+      sample: [{time: 1764700000.5, event: crashed, reason: failed, restart_policy: always, attempt: 1, delay: 1.0}]
     name:
       description: Pod name (the domain title).
       type: str
@@ -243,20 +283,22 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.ansible_adapter import run_module  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.common_args import with_common_args  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.view import pod_info  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.info import pod_info_with_events  # noqa: E402
 
 ARGUMENT_SPEC = with_common_args(
     {
         "name": {"type": "str"},
         "labels": {"type": "dict", "default": {}},
         "logs": {"type": "int", "default": 0},
+        "events": {"type": "bool", "default": False},
+        "since": {"type": "float"},
     }
 )
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    run_module(module, pod_info)
+    run_module(module, pod_info_with_events)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import Hy
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.data_channel import DATA_CHANNELS
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.manifest import GuestImage
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.console import console_path
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.state import forget_desired
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.networks import guest_mac
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import stored_metadata
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredPod
@@ -51,6 +52,7 @@ def remove_files(root: str, vm_id: str) -> None:
     """Per-pod files on the host: the console log, the injected files' copies. Image disks, the cache and volumes are never touched."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(console_path(root, vm_id))
+    forget_desired(root, vm_id)
     remove_pod_dir(root, vm_id)
 
 

@@ -18,6 +18,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.mani
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.boot_slots import BootSlots
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import DEFAULT_ROOT, resolve_accelerator
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.locks import pod_lock, resource_lock
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.domain import apply_autostart, mark_desired
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.auth import normalise_registry_auth
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.cache_lock import cache_users_lock
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import DEFAULT_PULL_POLICY, check_pull_policy
@@ -252,6 +253,7 @@ class PodTask:
             domain = domain_spec(vm_id, pod, new.image, [*new.disks, *new.storage.disks(len(new.disks))], self.root)
             dom = self.client.define(render_domain_xml(dataclasses.replace(domain, filesystems=new.storage.filesystems())))
             self._claims.close()  # the domain's metadata claims its volumes, addresses and ports now
+            apply_autostart(dom, pod)
             if "start" in plan.actions:
                 add_mounts([(c.name, c.config) for c in new.containers], pod)
                 self._boot(dom, vm_id, pod, new.containers, _setup(new.storage, vm_id, new.owners))
@@ -270,11 +272,14 @@ class PodTask:
     def _update(self, plan: Plan, found: FoundPod) -> Domain:
         actions, pod = plan.actions, StoredPod.from_json(plan.spec)
         dom, vm_id = found.dom, found.current.vm_id
-        if "update_labels" in actions or "update_ports" in actions:
+        if "update_labels" in actions or "update_ports" in actions or "update_restart" in actions:
             if "update_ports" in actions:
                 self._claim(pod, found)
             self.client.set_metadata(dom, stored_metadata(pod.to_json()))
             self._claims.close()
+            apply_autostart(dom, pod)
+            if "update_restart" in actions and self.client.is_active(dom) and not {"stop", "restart"} & set(actions):
+                mark_desired(self.root, vm_id, pod, "running")
         if "stop" in actions or "restart" in actions:
             self._stop(dom, vm_id, pod)
         if "start" in actions or "restart" in actions:
@@ -284,6 +289,8 @@ class PodTask:
         return dom
 
     def _stop(self, dom: Domain, vm_id: str, pod: StoredPod) -> None:
+        # Before the stop: the host service must see a stop it was asked for as one.
+        mark_desired(self.root, vm_id, pod, "stopped")
         self.runtime.stop(dom, vm_id, pod.containers, self.stop_timeout, sync_timeout(pod))
         self.network.remove_ports(vm_id)
 
@@ -321,6 +328,7 @@ class PodTask:
             self._sync_ports(dom, vm_id, pod)
         except HyperError as err:
             raise HyperError(f"pod {pod.name} (VM {vm_id}): mapping its ports failed: {err.message}", {**err.details, "step": "mapping the ports"}) from None
+        mark_desired(self.root, vm_id, pod, "running")
 
     def _sync_ports(self, dom: Domain, vm_id: str, pod: StoredPod) -> bool:
         def live() -> set[str]:

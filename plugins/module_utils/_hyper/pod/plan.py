@@ -21,7 +21,9 @@ RECREATE_FIELDS = ("accelerator", "containers", "guest", "hostname", "kernel_arg
 METADATA_FIELDS = ("labels",)
 # Host-side only (nftables): updated in place, with the metadata.
 PORT_FIELDS = ("ports",)
-ACTIONS = ("create", "recreate", "start", "stop", "restart", "remove", "update_labels", "update_ports", "purge_volumes")
+# The pod restart policy and libvirt autostart: the metadata and the domain's autostart flag, in place.
+RESTART_FIELDS = ("restart_policy", "autostart")
+ACTIONS = ("create", "recreate", "start", "stop", "restart", "remove", "update_labels", "update_ports", "update_restart", "purge_volumes")
 RUNNING = "running"
 STOPPED = "stopped"
 ABSENT = "absent"
@@ -98,6 +100,8 @@ def plan_pod(
             actions.append("update_labels")
         if any(key in PORT_FIELDS for key in differences):
             actions.append("update_ports")
+        if any(key in RESTART_FIELDS for key in differences):
+            actions.append("update_restart")
         if state == "restarted":
             actions.append("restart" if current.running else "start")
         elif state == "started" and not current.running:

@@ -19,6 +19,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import Sp
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.manifest import check_image_name
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import ACCELERATOR_CHOICES
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.policy import DEFAULT_AUTOSTART, DEFAULT_POD_RESTART_POLICY, check_pod_restart_policy
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import DEFAULT_TRANSPORT, ImageRef, parse_image_ref
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.networks import normalise_dns, normalise_networks
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.ports import normalise_ports
@@ -71,6 +72,8 @@ FIELD_OPTIONS: dict[str, tuple[str, ...]] = {
     "networks": ("networks",),
     "ports": ("ports",),
     "dns": ("dns", "dns_search", "dns_options"),
+    "restart_policy": ("restart_policy",),
+    "autostart": ("autostart",),
 }
 CONTAINER_KEYS = ("name", "image", "command", "entrypoint", "env", "workdir", "user", "restart_policy", "stop_signal", "stop_timeout", "volumes", "files")
 
@@ -110,6 +113,8 @@ class PodSpec:
     networks: tuple[Mapping[str, Any], ...] = ()
     ports: tuple[Mapping[str, Any], ...] = ()
     dns: Mapping[str, Any] = field(default_factory=dict)
+    restart_policy: str = DEFAULT_POD_RESTART_POLICY
+    autostart: bool = DEFAULT_AUTOSTART
 
     def to_stored(self, *, accelerator: str, guest: Mapping[str, Any], digests: Mapping[str, Optional[str]]) -> dict[str, Any]:
         """The JSON form kept in the domain metadata (``spec``), with host-resolved fields filled in.
@@ -133,6 +138,8 @@ class PodSpec:
         }
         if self.volumes:
             stored["volumes"] = [volume.stored() for volume in self.volumes]
+        stored["restart_policy"] = self.restart_policy
+        stored["autostart"] = self.autostart
         return stored
 
 
@@ -174,6 +181,12 @@ def _int(value: object, option: str, low: int, high: int) -> int:
         raise SpecError(option, value, "must be an integer")
     if not low <= value <= high:
         raise SpecError(option, value, f"must be between {low} and {high}")
+    return value
+
+
+def _bool(value: object, option: str) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(option, value, "must be true or false")
     return value
 
 
@@ -332,6 +345,8 @@ def normalise_pod(params: Mapping[str, Any]) -> tuple[PodSpec, frozenset[str]]:
         networks=tuple(normalise_networks(params.get("networks"))),
         ports=tuple(normalise_ports(params.get("ports"))),
         dns=normalise_dns(params),
+        restart_policy=check_pod_restart_policy(params["restart_policy"]) if _given(params, "restart_policy") else DEFAULT_POD_RESTART_POLICY,
+        autostart=_bool(params["autostart"], "autostart") if _given(params, "autostart") else DEFAULT_AUTOSTART,
     )
     user_set = {fld for fld, options in FIELD_OPTIONS.items() if any(_given(params, option) for option in options)}
     if accelerator == "auto":

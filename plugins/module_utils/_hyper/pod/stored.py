@@ -305,6 +305,9 @@ class StoredPod:
     ports: tuple[StoredPort, ...] = ()
     dns: StoredDns = StoredDns()
     volumes: tuple[StoredVolume, ...] = ()
+    # The pod restart policy and libvirt autostart (hostd/policy.py); None in pods made before they existed.
+    restart_policy: Optional[str] = None
+    autostart: Optional[bool] = None
 
     @classmethod
     def from_json(cls, data: object) -> StoredPod:
@@ -324,6 +327,8 @@ class StoredPod:
             ports=tuple(StoredPort.from_json(p, f"ports[{i}]") for i, p in enumerate(_list(item, "ports", ""))),
             dns=StoredDns.from_json(item.get("dns") or {}),
             volumes=tuple(StoredVolume.from_json(v, f"volumes[{i}]") for i, v in enumerate(_list(item, "volumes", ""))),
+            restart_policy=_str(item, "restart_policy", ""),
+            autostart=_get(item, "autostart", bool, ""),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -343,6 +348,10 @@ class StoredPod:
         }
         if self.volumes:
             out["volumes"] = [v.to_json() for v in self.volumes]
+        if self.restart_policy is not None:
+            out["restart_policy"] = self.restart_policy
+        if self.autostart is not None:
+            out["autostart"] = self.autostart
         return out
 
     def container(self, name: str) -> Optional[StoredContainer]:

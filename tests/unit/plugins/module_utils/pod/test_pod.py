@@ -55,9 +55,17 @@ class FakeDomain:
         self.serials = [d.findtext("serial") for d in root.findall("devices/disk")]
         self.active = False
         self.defined = True
+        self.auto = False
 
     def name(self) -> str:
         return self.vm_name
+
+    def autostart(self) -> int:
+        return int(self.auto)
+
+    def setAutostart(self, flag: int) -> int:  # pylint: disable=invalid-name
+        self.auto = bool(flag)
+        return 0
 
     def UUIDString(self) -> str:  # pylint: disable=invalid-name
         return self.uuid

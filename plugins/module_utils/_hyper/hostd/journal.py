@@ -1,0 +1,73 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Private to the hyper.pods collection: may change without notice. Do not import from outside it.
+"""Each pod's event journal on the host: JSON lines, root-only, bounded. Written by the host service, read by hyper_pod_info."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Mapping, Optional
+
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.state import hostd_dir, write_private
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import check_pod_name
+
+# Lines kept per pod: the file is cut back to MAX_EVENTS once it holds twice as many.
+MAX_EVENTS = 200
+MAX_TEXT = 500
+MAX_LINE = 4096
+EVENTS = ("created", "started", "stopped", "crashed", "restarted", "restart_failed", "removed")
+
+
+def journal_path(root: str, pod: str) -> str:
+    return os.path.join(hostd_dir(root, "events"), check_pod_name(pod) + ".jsonl")
+
+
+def _bounded(value: Any) -> Any:
+    if isinstance(value, str):
+        return value[:MAX_TEXT]
+    if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
+        return value
+    return str(value)[:MAX_TEXT]
+
+
+def record(root: str, pod: str, event: str, now: Optional[float] = None, **fields: Any) -> dict[str, Any]:
+    """Append one event to the pod's journal and return it; the journal keeps its last MAX_EVENTS..2 x MAX_EVENTS lines."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown event {event!r}")
+    entry = {"time": round(time.time() if now is None else now, 3), "event": event, **{k: _bounded(v) for k, v in fields.items()}}
+    path = journal_path(root, pod)
+    line = json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as handle:
+        handle.write(line)
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        lines = handle.readlines()
+    if len(lines) > 2 * MAX_EVENTS:
+        write_private(path, "".join(lines[-MAX_EVENTS:]))
+    return entry
+
+
+def _parse(line: str) -> Optional[Mapping[str, Any]]:
+    if len(line) > MAX_LINE:
+        return None
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("time"), (int, float)) or entry.get("event") not in EVENTS:
+        return None
+    return entry
+
+
+def read_events(root: str, pod: str, since: float = 0.0) -> list[Mapping[str, Any]]:
+    """The pod's events after ``since`` (seconds since the epoch), oldest first; lines that do not parse are left out."""
+    path = os.path.join(root, "hostd", "events", check_pod_name(pod) + ".jsonl")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = handle.readlines()[-2 * MAX_EVENTS :]
+    except OSError:
+        return []
+    return [e for e in (_parse(line) for line in lines) if e is not None and float(e["time"]) > since]

@@ -1,0 +1,206 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Private to the hyper.pods collection: may change without notice. Do not import from outside it.
+"""The host service (hyper-hostd): libvirt lifecycle events → the pod restart policy, the event journal.
+
+It acts only on pods whose stored spec carries ``restart_policy`` (domains made before it, or by
+anything else, are left alone), and brings a pod back through ``ensure_pod`` (``state: started``),
+the modules' own start path: the pod lock, the port rules rebuilt from host-side state. At its own
+start, and after libvirt came back, it reconciles: every such pod whose desired state is running
+and whose VM is not is started.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable, Optional
+
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.backoff import Backoff
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.journal import record
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.policy import STOPPED_REASONS, decide
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.state import hostd_dir, log_path, pid_path, read_desired, running_pid, write_private
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import VM_PREFIX
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import CurrentPod, pod_of
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import LibvirtClient, import_libvirt
+
+LOG_BYTES = 1 << 20  # the log file is rotated at 1 MiB, one old file kept
+# libvirt lifecycle events (virDomainEventType) the journal records, by number.
+DEFINED, STARTED, STOPPED = 0, 2, 5
+
+log = logging.getLogger("hyper-hostd")
+
+
+class HostService:
+    def __init__(self, root: str, uri: str, start_pod: Optional[Callable[[str], None]] = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.root, self.uri = root, uri
+        self.clock = clock
+        self.start_pod = start_pod or self._ensure_started
+        self.events: queue.Queue[tuple[str, int, int, float]] = queue.Queue()
+        self.backoff: dict[str, Backoff] = {}
+        self.pending: dict[str, tuple[float, int, float, str]] = {}  # pod → (due, attempt, delay, vm id)
+        self.client: Optional[LibvirtClient] = None
+        self.stopping = False
+
+    # -- libvirt -------------------------------------------------------------------------------
+
+    def _ensure_started(self, name: str) -> None:
+        ensure_pod({"name": name, "state": "started", "root": self.root, "uri": self.uri}, check_mode=False)
+
+    def connect(self) -> None:
+        libvirt = import_libvirt()[0]
+        conn = libvirt.open(self.uri)
+        conn.setKeepAlive(5, 3)
+        conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None)
+        self.client = LibvirtClient(conn, self.uri)
+        log.info("connected to %s", self.uri)
+
+    def _on_lifecycle(self, _conn: Any, dom: Any, event: int, detail: int, _opaque: Any) -> None:
+        # In libvirt's event thread: only queue it; the main loop reads the metadata and acts.
+        self.events.put((str(dom.name()), int(event), int(detail), time.time()))
+
+    def _pod(self, vm_id: str) -> Optional[tuple[Any, CurrentPod]]:
+        """The domain and pod of ``vm_id`` if it is a hyper pod that carries a restart policy; None for everything else."""
+        if self.client is None or not vm_id.startswith(VM_PREFIX):
+            return None
+        try:
+            dom = self.client.lookup(vm_id)
+            current = pod_of(self.client, dom)
+        except HyperError:
+            return None
+        if current is None or not isinstance(current.spec.get("restart_policy"), str):
+            return None
+        return dom, current
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """Every pod with a restart policy whose desired state is running and whose VM is not: started now."""
+        if self.client is None:
+            return
+        for dom in self.client.list_domains(prefix=VM_PREFIX):
+            found = self._pod(str(dom.name()))
+            if found is None:
+                continue
+            _dom, current = found
+            if not current.running and read_desired(self.root, current.vm_id) == "running" and current.name not in self.pending:
+                log.info("pod %s (VM %s): desired running, found stopped: starting it", current.name, current.vm_id)
+                self._restart(current.name, current.vm_id, 0, 0.0, "reconcile")
+
+    def handle(self, vm_id: str, event: int, detail: int, when: float) -> None:
+        found = self._pod(vm_id)
+        if found is None:
+            return
+        _dom, current = found
+        name = current.name
+        if event == DEFINED and detail == 0:
+            record(self.root, name, "created", when, vm_id=vm_id)
+        elif event == STARTED:
+            self.backoff.setdefault(name, Backoff()).started(self.clock())
+            record(self.root, name, "started", when, vm_id=vm_id)
+        elif event == STOPPED:
+            reason = STOPPED_REASONS.get(detail, f"reason {detail}")
+            desired = read_desired(self.root, vm_id) or "unknown"
+            policy = str(current.spec.get("restart_policy"))
+            decision = decide(policy, desired, reason)
+            fields: dict[str, Any] = {"vm_id": vm_id, "reason": reason, "restart_policy": policy, "desired": desired, "action": decision.why}
+            if decision.restart and name not in self.pending:
+                attempt, delay = self.backoff.setdefault(name, Backoff()).next(self.clock())
+                self.pending[name] = (self.clock() + delay, attempt, delay, vm_id)
+                fields.update(attempt=attempt, delay=delay)
+            record(self.root, name, decision.kind, when, **fields)
+            log.info("pod %s (VM %s) %s (%s): %s", name, vm_id, decision.kind, reason, decision.why)
+
+    def _restart(self, name: str, vm_id: str, attempt: int, delay: float, why: str) -> None:
+        try:
+            # Asked again right before: a task may have stopped, removed or started the pod meanwhile.
+            found = self._pod(vm_id)
+            if found is None or found[1].running or read_desired(self.root, vm_id) != "running":
+                log.info("pod %s (VM %s): restart %d dropped: the pod changed meanwhile", name, vm_id, attempt)
+                return
+            started = time.monotonic()
+            self.start_pod(name)
+            record(self.root, name, "restarted", vm_id=vm_id, attempt=attempt, delay=delay, why=why, seconds=round(time.monotonic() - started, 3))
+            log.info("pod %s (VM %s): restarted (attempt %d after %.1f s)", name, vm_id, attempt, delay)
+        except Exception as err:  # pylint: disable=broad-exception-caught
+            message = getattr(err, "message", None) or str(err)
+            log.warning("pod %s (VM %s): restart %d failed: %s", name, vm_id, attempt, message)
+            next_attempt, next_delay = self.backoff.setdefault(name, Backoff()).next(self.clock())
+            self.pending[name] = (self.clock() + next_delay, next_attempt, next_delay, vm_id)
+            record(self.root, name, "restart_failed", vm_id=vm_id, attempt=attempt, error=message, next_attempt=next_attempt, next_delay=next_delay)
+
+    def run_due(self) -> None:
+        now = self.clock()
+        for name, (due, attempt, delay, vm_id) in sorted(self.pending.items()):
+            if due <= now:
+                del self.pending[name]
+                self._restart(name, vm_id, attempt, delay, "restart_policy")
+
+    def loop(self) -> None:
+        libvirt = import_libvirt()[0]
+        libvirt.virEventRegisterDefaultImpl()
+        threading.Thread(target=_run_events, args=(libvirt,), name="libvirt-events", daemon=True).start()
+        while not self.stopping:
+            if self.client is None or not self.client.conn.isAlive():
+                try:
+                    self.client = None
+                    self.connect()
+                    self.reconcile()
+                except Exception as err:  # pylint: disable=broad-exception-caught
+                    log.warning("libvirt at %s: %s; trying again in 5 s", self.uri, getattr(err, "message", None) or err)
+                    self.client = None
+                    time.sleep(5)
+                    continue
+            due = min((p[0] for p in self.pending.values()), default=self.clock() + 5.0)
+            try:
+                item = self.events.get(timeout=max(0.05, min(5.0, due - self.clock())))
+            except queue.Empty:
+                item = None
+            try:
+                if item is not None:
+                    self.handle(*item)
+                self.run_due()
+            except Exception:  # pylint: disable=broad-exception-caught
+                log.exception("event %s", item)
+
+
+def _run_events(libvirt: Any) -> None:
+    while True:
+        libvirt.virEventRunDefaultImpl()
+
+
+def main(root: str, uri: str) -> int:
+    """Run the service in the foreground; one per state root (its pid file says which)."""
+    hostd_dir(root)
+    other = running_pid(root)
+    if other is not None and other != os.getpid():
+        sys.stderr.write(f"hyper-hostd already runs for {root} (pid {other})\n")
+        return 0
+    handler = logging.handlers.RotatingFileHandler(log_path(root), maxBytes=LOG_BYTES, backupCount=1)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    os.chmod(log_path(root), 0o600)
+    write_private(pid_path(root), f"{os.getpid()}\n")
+    service = HostService(root, uri)
+
+    def stop(_signum: int, _frame: Any) -> None:
+        service.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    log.info("hyper-hostd %d started (root %s)", os.getpid(), root)
+    try:
+        service.loop()
+    finally:
+        log.info("hyper-hostd %d stopped", os.getpid())
+        if running_pid(root) == os.getpid():
+            os.unlink(pid_path(root))
+    return 0
