@@ -24,7 +24,7 @@ The archive, relative to the guest's ``/run/hyper``::
     containers/NAME/upper/etc/haproxy/…   the services' haproxy.cfg and state (hyper_service)
     files/NAME/INDEX                      injected files, with their owner and mode
 
-On the host the disk is ``<root>/pods/<vm id>/config.tar`` (0600, its directory 0700), removed with
+On the host the disk is ``<root>/pods/<vm id>/config.tar`` (0600, root; its directory 0711), removed with
 the pod. QEMU keeps the file open, so a change is written into the same inode (a rename would
 leave the running QEMU, and the guest's next reboot, on the old content).
 """
@@ -54,6 +54,10 @@ SERVICES_FILE = "services.json"
 PLAN = "boot/plan"
 UP_SCRIPT = "net/up.sh"
 MIB = 1 << 20
+# QEMU runs as its own user (libvirt-qemu) and libvirt hands it the disk file while the VM runs (DAC
+# relabelling, restored to root:root 0600 at the stop): the pod's directory lets it pass, not list.
+# Everything else in it stays root's: files/ 0700, env.json and services.json 0600.
+POD_DIR_MODE = 0o711
 # The disk's size is fixed while QEMU runs: room for later service changes, sparse on the host.
 MIN_SIZE = 16 * MIB
 HEADROOM = 8 * MIB
@@ -240,7 +244,7 @@ def disk_size(length: int) -> int:
 
 
 def write_disk(path: str, data: bytes, *, in_place: bool) -> None:
-    """Write the archive at ``path`` (0600, directory 0700), in the file's own inode when ``in_place``.
+    """Write the archive at ``path`` (0600, directory 0711), in the file's own inode when ``in_place``.
 
     ``in_place`` (the VM exists, so QEMU may hold the file open): the content is written over the
     old one, the rest cut and the file grown back to its size (sparse, nothing of the old content
@@ -249,8 +253,8 @@ def write_disk(path: str, data: bytes, *, in_place: bool) -> None:
     """
     directory = os.path.dirname(path)
     os.makedirs(os.path.dirname(directory), exist_ok=True)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    os.chmod(directory, 0o700)
+    os.makedirs(directory, mode=POD_DIR_MODE, exist_ok=True)
+    os.chmod(directory, POD_DIR_MODE)
     if in_place and os.path.exists(path):
         fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
         try:

@@ -165,7 +165,6 @@ def save_env(root: str, vm_id: str, env: Env) -> None:
     directory = pod_dir(root, vm_id)
     os.makedirs(os.path.dirname(directory), exist_ok=True)
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    os.chmod(directory, 0o700)
     path = env_path(root, vm_id)
     data = json.dumps({c: dict(v) for c, v in env.items()}, sort_keys=True).encode("utf-8")
     fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
