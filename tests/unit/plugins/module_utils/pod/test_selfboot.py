@@ -167,3 +167,35 @@ def test_a_container_that_exited_at_boot(sb: test_pod.Harness) -> None:
     with pytest.raises(test_pod.PodError, match="container web: exited with code 2") as err:
         sb.run()
     assert err.value.details["container"] == "web" and "log of web" in str(err.value)
+
+
+# -- pods made before: env values in clear in the metadata, no env.json, no config disk -------------
+
+
+def test_an_old_pod_is_still_managed_and_moves_its_values_out_of_the_metadata(tmp_path: Path) -> None:
+    (tmp_path / "host.json").write_text('{"accelerator": "tcg", "format": 1}')
+    image = tmp_path / "images" / "default"
+    image.mkdir(parents=True)
+    (image / "vmlinuz").write_bytes(b"kernel")
+    (image / "initrd.img").write_bytes(b"initrd")
+    (image / "manifest.json").write_text(json.dumps({"kernel_args": "console=ttyS0 quiet"}))
+    (tmp_path / "run").mkdir()
+    old = test_pod.Harness(tmp_path)  # self_boot False: booted over the agent, as older versions did
+    web = {**test_pod.WEB, "env": {"TOKEN": "hunter2"}}
+    old.run(containers=[web, test_pod.SLEEPER])
+    (dom,) = old.pods()
+    # What an older version stored: the clear value in the metadata, and no env.json.
+    spec = dom.meta["spec"]
+    spec["containers"][0]["env"] = {"TOKEN": "hunter2"}
+    dom.meta = {**dom.meta, "spec": spec}
+    (tmp_path / "pods" / dom.vm_name / "env.json").unlink()
+    again = old.run(containers=[web, test_pod.SLEEPER])
+    assert again["changed"] is False  # the same task: no change, although the stored form differs
+    assert old.run(containers=[web, test_pod.SLEEPER], labels={"a": "b"})["actions"] == ["update_labels"]
+    assert "hunter2" not in json.dumps(dom.meta)  # rewritten with digests at that change …
+    assert json.loads((tmp_path / "pods" / dom.vm_name / "env.json").read_text()) == {"web": {"TOKEN": "hunter2"}}  # … kept root-only
+    # A new VM without the containers in the task gets the value from the host's copy.
+    recreated = old.run(containers=None, memory=256)
+    assert recreated["actions"] == ["recreate", "start"]
+    (new,) = old.pods()
+    assert json.loads((tmp_path / "pods" / new.vm_name / "env.json").read_text()) == {"web": {"TOKEN": "hunter2"}}
