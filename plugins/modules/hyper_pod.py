@@ -405,7 +405,7 @@ options:
   wait:
     description:
       - Wait until every container runs before returning.
-      - The guest agent must answer in any case: the host asks the guest once whether the pod is up.
+      - The guest agent must answer in any case, since the host asks the guest once whether the pod is up.
       - Without O(wait) the task returns once the guest has carried out its config disk, without waiting
         for the containers to run.
     type: bool
