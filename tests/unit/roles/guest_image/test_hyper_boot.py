@@ -89,6 +89,8 @@ def test_run_carries_out_the_plan_in_order(guest: Path) -> None:
     ]
     assert (guest / "run" / "containers" / "web" / "config.json").read_text() == "{}"
     assert (guest / "run" / "files" / "web" / "0").read_text() == "secret"
+    assert (guest / "run" / "boot" / "settled").exists()  # the guest settled the containers itself
+    assert "pod-settled" in (guest / "console").read_text()
     # The wait the host makes: everything runs (steady for the settle time), then hyper-container status.
     waited = boot(guest, "wait", "10", "web", "db")
     assert (waited.returncode, waited.stdout) == (0, '{"from":"status"}\n'), waited.stderr
@@ -112,9 +114,19 @@ def test_no_config_disk_does_nothing(guest: Path) -> None:
     assert waited.returncode == 1 and "did not finish (status: not started" in waited.stderr
 
 
+def test_wait_without_names_returns_once_the_plan_is_done(guest: Path) -> None:
+    disk(guest, [["start", "web"]])
+    assert boot(guest, "run").returncode == 0
+    (guest / "run" / "boot" / "settled").unlink()
+    (guest / "run" / "containers" / "web" / "status").write_text("starting\n")
+    waited = boot(guest, "wait", "30")
+    assert waited.returncode == 0 and waited.stdout == '{"from":"status"}\n'
+
+
 def test_wait_returns_when_a_container_exited(guest: Path) -> None:
     disk(guest, [["start", "web"]])
     assert boot(guest, "run").returncode == 0
+    (guest / "run" / "boot" / "settled").unlink()
     (guest / "run" / "containers" / "web" / "status").write_text("exited\n")
     waited = boot(guest, "wait", "30", "web")
     assert waited.returncode == 0 and waited.stdout == '{"from":"status"}\n'  # the host reads the state and reports it
