@@ -75,6 +75,7 @@ import stat  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import PreparedContainer  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodError  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.config_disk import config_path, read_disk, read_tar  # noqa: E402
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.pod import test_pod  # noqa: E402
 
@@ -156,7 +157,7 @@ def test_create_boots_from_the_config_disk(sb: test_pod.Harness) -> None:
 
 def test_a_failed_boot_names_the_guest_reason_and_leaves_nothing(sb: test_pod.Harness) -> None:
     BootingTransport.answer = {"rc": 1, "err": b"hyper-boot: mounting volume data failed: no disk\n"}
-    with pytest.raises(test_pod.PodError, match="waiting for the pod's boot failed: mounting volume data failed: no disk"):
+    with pytest.raises(PodError, match="waiting for the pod's boot failed: mounting volume data failed: no disk"):
         sb.run()
     assert sb.pods() == []
     assert not list((sb.root / "pods").glob("*"))  # no config disk, no env.json left
@@ -164,7 +165,7 @@ def test_a_failed_boot_names_the_guest_reason_and_leaves_nothing(sb: test_pod.Ha
 
 def test_a_container_that_exited_at_boot(sb: test_pod.Harness) -> None:
     BootingTransport.answer = {"rc": 0, "out": {"web": {"status": "exited", "pid": None, "exit_code": 2, "restarts": 0}, "sleeper": state("running")}}
-    with pytest.raises(test_pod.PodError, match="container web: exited with code 2") as err:
+    with pytest.raises(PodError, match="container web: exited with code 2") as err:
         sb.run()
     assert err.value.details["container"] == "web" and "log of web" in str(err.value)
 
