@@ -25,7 +25,7 @@ description:
   - The pod boots itself. Everything its guest needs (containers with their env values, restart policies
     and files, the network, volume mounts, services) is in a read-only config disk of the VM, built on
     the host from the stored spec (C(<root>/pods/<vm id>/config.tar), root only). The guest brings the
-    pod up from it at every boot, so a guest reboot brings back the same pod without any task; the host
+    pod up from it at every boot, so a guest reset or a start brings back the same pod without any task; the host
     waits for one "pod ready" answer. See C(docs/runtime.md).
   - If creating or starting the pod fails (missing image, kernel panic, guest agent silent for
     O(wait_timeout) seconds, a container that exits at once), the new VM is destroyed and undefined
