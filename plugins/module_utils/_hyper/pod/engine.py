@@ -45,7 +45,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.secrets impo
     sealing_key,
     unseal_spec,
 )
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.selfboot import boot_from_config
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.selfboot import SELF_BOOT_ON_REBOOT, boot_from_config
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import normalise_pod, read_file_sources, task_files
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import FoundPod, new_vm_id, stored_metadata
@@ -283,7 +283,10 @@ class PodTask:
                 disks.append(config_disk_spec(self.root, vm_id, len(disks)))
             domain = domain_spec(vm_id, pod, new.image, disks, self.root)
             metadata = stored_metadata(seal_spec(pod.to_json(), self.key))
-            dom = self.client.define(render_domain_xml(dataclasses.replace(domain, filesystems=new.storage.filesystems(), metadata=metadata)))
+            # A guest reboot restarts the VM in place: the guest brings the pod up again from its config disk.
+            on_reboot = SELF_BOOT_ON_REBOOT if self_boot else domain.on_reboot
+            domain = dataclasses.replace(domain, filesystems=new.storage.filesystems(), metadata=metadata, on_reboot=on_reboot)
+            dom = self.client.define(render_domain_xml(domain))
             self._claims.close()  # the domain's metadata claims its volumes, addresses and ports now
             apply_autostart(dom, pod)
             if "start" in plan.actions:

@@ -23,6 +23,10 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import G
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import Domain
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Deadline
 
+# libvirt's on_reboot of a pod with a config disk: a guest reboot (``reboot -f`` in it, ``virsh reset``, a
+# watchdog) restarts the VM in the same QEMU, and the guest brings the pod up again by itself. Pods
+# without one keep ``destroy`` (their guest would come back empty; the host service may restart them).
+SELF_BOOT_ON_REBOOT = "restart"
 # The guest's reason for a failed boot, as the message shows it.
 MAX_REASON = 2000
 # The agent's exec outlives the guest's own wait by this much (the status it prints afterwards).

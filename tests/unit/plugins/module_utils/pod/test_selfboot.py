@@ -141,6 +141,8 @@ def test_create_boots_from_the_config_disk(sb: test_pod.Harness) -> None:
     assert result["changed"] and result["actions"] == ["create", "start"]
     (dom,) = sb.pods()
     assert dom.serials[-1] == "hyper-config"
+    # A guest reboot restarts the VM in place (it boots the pod again itself); a poweroff ends it.
+    assert "<on_reboot>restart</on_reboot>" in dom.xml and "<on_poweroff>destroy</on_poweroff>" in dom.xml
     # The host wrote nothing into the guest and started nothing there: one wait for the pod's own boot.
     assert not [c for c in sb.calls if c.startswith(("write", "start"))]
     assert [e[:2] for e in sb.agent.execs if e[0] == "/usr/sbin/hyper-boot"] == [["/usr/sbin/hyper-boot", "wait"]]
@@ -185,6 +187,7 @@ def test_an_old_pod_is_still_managed_and_moves_its_values_out_of_the_metadata(tm
     web = {**test_pod.WEB, "env": {"TOKEN": "hunter2"}}
     old.run(containers=[web, test_pod.SLEEPER])
     (dom,) = old.pods()
+    assert "<on_reboot>destroy</on_reboot>" in dom.xml  # its guest would come back empty from a reboot
     # What an older version stored: the clear value in the metadata, and no env.json.
     spec = dom.meta["spec"]
     spec["containers"][0]["env"] = {"TOKEN": "hunter2"}
