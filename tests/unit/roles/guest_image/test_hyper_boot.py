@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,7 @@ def guest(tmp_path: Path) -> Path:
     for old, new in (
         ("/run/hyper", str(tmp_path / "run")),
         ("/sys/block", str(tmp_path / "sys" / "block")),
+        ("/sys/bus/virtio", str(tmp_path / "sys" / "bus" / "virtio")),
         ("dev=/dev/", f"dev={tmp_path}/dev/"),
         ("/dev/console", str(tmp_path / "console")),
         ("/usr/sbin/hyper-container", str(tmp_path / "hyper-container")),
@@ -62,7 +64,8 @@ def disk(guest: Path, steps: list[list[str]]) -> None:
         cd.Entry("files/web/0", b"secret", 7, 8, 0o640),
         cd.Entry(cd.PLAN, cd.render_plan(steps)),
     ]
-    (guest / "dev" / "vdb").write_bytes(cd.build_tar(entries) + b"\0" * 65536)
+    # The disk as the host writes it: the header, the archive, the rest of the disk (zeros).
+    (guest / "dev" / "vdb").write_bytes(cd.disk_image(cd.build_tar(entries)) + b"\0" * 65536)
 
 
 def boot(guest: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -112,6 +115,25 @@ def test_no_config_disk_does_nothing(guest: Path) -> None:
     assert not (guest / "run" / "boot" / "status").exists() and not (guest / "log").exists()
     waited = boot(guest, "wait", "1")
     assert waited.returncode == 1 and "did not finish (status: not started" in waited.stderr
+
+
+def test_a_disk_without_the_header_is_refused(guest: Path) -> None:
+    (guest / "dev" / "vdb").write_bytes(cd.build_tar([cd.Entry(cd.PLAN, b"start web\n")]) + b"\0" * 4096)
+    assert boot(guest, "run").returncode == 1
+    assert status(guest).startswith("failed: the config disk") and "no header hyper-config 1" in status(guest)
+    assert not (guest / "log").exists()
+
+
+def test_a_vm_without_any_virtio_disk_does_not_wait(guest: Path) -> None:
+    shutil.rmtree(guest / "sys" / "block")
+    (guest / "sys" / "block").mkdir()
+    device = guest / "sys" / "bus" / "virtio" / "devices" / "virtio0"
+    device.mkdir(parents=True)
+    (device / "device").write_text("0x0003\n")  # a console, no block device
+    started = time.monotonic()
+    assert boot(guest, "run").returncode == 0
+    assert time.monotonic() - started < 1.5  # DISK_WAIT is 3 s
+    assert not (guest / "run" / "boot" / "status").exists()
 
 
 def test_wait_without_names_returns_once_the_plan_is_done(guest: Path) -> None:

@@ -137,14 +137,15 @@ def test_write_disk_new_then_in_place(tmp_path: Path) -> None:
     info = os.stat(path)
     assert stat.S_IMODE(info.st_mode) == 0o600 and info.st_size == cd.MIN_SIZE
     assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == cd.POD_DIR_MODE
-    assert cd.read_tar(cd.read_disk(path))[0].path == "boot/plan"
+    assert cd.read_tar(cd.read_archive(path))[0].path == "boot/plan"
     # In place: the same inode (QEMU's open file), the same size, nothing of the old content left.
     second = cd.build_tar([cd.Entry("boot/plan", b"start b\n")])
     cd.write_disk(path, second, in_place=True)
     after = os.stat(path)
     assert (after.st_ino, after.st_size) == (info.st_ino, info.st_size)
     data = cd.read_disk(path)
-    assert b"old-secret" not in data and [e.data for e in cd.read_tar(data)] == [b"start b\n"]
+    assert b"old-secret" not in data and [e.data for e in cd.read_tar(cd.disk_archive(data))] == [b"start b\n"]
+    assert data.startswith(b"hyper-config 1 %d\n\0" % len(second)) and data[cd.HEADER_SIZE :].startswith(second)
     with pytest.raises(HyperError, match="no longer fits"):
         cd.write_disk(path, b"x" * (cd.MIN_SIZE + 1), in_place=True)
     # Off (a start): a new file may be larger.
@@ -163,8 +164,28 @@ def test_update_services(tmp_path: Path) -> None:
     assert cd.load_services(root, vm) == services
     assert stat.S_IMODE(os.stat(cd.services_path(root, vm)).st_mode) == 0o600
     assert os.stat(cd.config_path(root, vm)).st_ino == inode
-    plan = {e.path: e.data for e in cd.read_tar(cd.read_disk(cd.config_path(root, vm)))}[cd.PLAN]
+    plan = {e.path: e.data for e in cd.read_tar(cd.read_archive(cd.config_path(root, vm)))}[cd.PLAN]
     assert plan == b"vip 10.96.0.1/32\nstart haproxy\n"
     Path(cd.services_path(root, vm)).write_text("[]")
     with pytest.raises(HyperError, match="does not hold"):
         cd.load_services(root, vm)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"tar data without a header",
+        b"hyper-config 2 10\n".ljust(cd.HEADER_SIZE, b"\0") + b"x" * 10,  # another format
+        b"hyper-config 1 -1\n".ljust(cd.HEADER_SIZE, b"\0"),
+        b"hyper-config 1 11\n".ljust(cd.HEADER_SIZE, b"\0") + b"x" * 10,  # longer than the disk
+    ],
+)
+def test_a_disk_without_its_header_is_refused(data: bytes) -> None:
+    with pytest.raises(HyperError, match="is not a pod's config disk"):
+        cd.disk_archive(data)
+
+
+def test_the_header_gives_the_archive_length() -> None:
+    image = cd.disk_image(b"archive") + b"\0" * 100
+    assert len(image) == cd.HEADER_SIZE + 107 and cd.disk_archive(image) == b"archive"

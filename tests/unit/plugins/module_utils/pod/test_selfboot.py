@@ -8,9 +8,9 @@ from typing import Any, Optional
 
 import pytest
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import ExecResult
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.selfboot import MAX_REASON, check_booted, guest_reason, wait_argv
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentTimeout, SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import ExecResult, ExecTimeout
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.selfboot import MAX_REASON, WAIT_POLL, check_booted, guest_reason, wait_argv, wait_for_boot
 
 
 def result(stderr: bytes) -> ExecResult:
@@ -76,7 +76,7 @@ from pathlib import Path  # noqa: E402
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import PreparedContainer  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodError  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.config_disk import config_path, read_disk, read_tar  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.config_disk import config_path, read_archive, read_tar  # noqa: E402
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.pod import test_pod  # noqa: E402
 
 
@@ -149,7 +149,7 @@ def test_create_boots_from_the_config_disk(sb: test_pod.Harness) -> None:
     assert sb.agent.execs[-1][3:] == ["web", "sleeper"]
     path = config_path(str(sb.root), dom.vm_name)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    entries = {e.path: e.data for e in read_tar(read_disk(path))}
+    entries = {e.path: e.data for e in read_tar(read_archive(path))}
     assert entries["boot/plan"] == b"net 52:54:00:00:00:00 dhcp 10.88.0.1 1\nstart web\nstart sleeper\n"
     assert json.loads(entries["containers/web/config.json"]) == {"root": {"path": "rootfs"}, "of": "web"}
     assert json.loads(entries["containers/web/container.json"])["serial"] == dom.serials[0]
@@ -203,3 +203,64 @@ def test_an_old_pod_is_still_managed_and_moves_its_values_out_of_the_metadata(tm
     assert recreated["actions"] == ["recreate", "start"]
     (new,) = old.pods()
     assert json.loads((tmp_path / "pods" / new.vm_name / "env.json").read_text()) == {"web": {"TOKEN": "hunter2"}}
+
+
+# -- the host's wait for the guest's answer ----------------------------------------------------------
+
+
+class WaitAgent:
+    """spawn/poll/kill of GuestAgent: ``polls`` answers in order (None: still running, an exception: raised)."""
+
+    name = "hyper-00000001"
+
+    def __init__(self, polls: list[Any]) -> None:
+        self.polls = polls
+        self.killed: list[int] = []
+
+    def spawn(self, argv: Any) -> int:
+        return 7
+
+    def poll(self, pid: int) -> Any:
+        answer = self.polls.pop(0) if self.polls else None
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def kill(self, pid: int) -> bool:
+        self.killed.append(pid)
+        return True
+
+
+DONE = ExecResult(pid=7, rc=0, signal=None, stdout=b"{}", stderr=b"", stdout_truncated=False, stderr_truncated=False, duration=0.0)
+
+
+@pytest.mark.parametrize(
+    ("polls", "sleeps"),
+    [
+        ([DONE], []),
+        ([None, None, DONE], [WAIT_POLL, WAIT_POLL]),
+        ([AgentTimeout("slow"), DONE], [WAIT_POLL]),  # a lost status answer is asked again
+    ],
+)
+def test_the_wait_is_collected_every_poll_interval(polls: list[Any], sleeps: list[float]) -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    assert wait_for_boot(WaitAgent(polls), ["/usr/sbin/hyper-boot", "wait", "5"], 5.0, lambda: now[0], sleep) is DONE  # type: ignore[arg-type]
+    assert slept == sleeps
+
+
+def test_a_wait_that_never_returns_is_killed() -> None:
+    now = [0.0]
+    agent = WaitAgent([])
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    with pytest.raises(ExecTimeout, match="ran longer than 1s"):
+        wait_for_boot(agent, ["/usr/sbin/hyper-boot"], 1.0, lambda: now[0], sleep)  # type: ignore[arg-type]
+    assert agent.killed == [7]
