@@ -103,8 +103,11 @@ options:
     description:
       - What the host service C(hyper-hostd) does when the pod's VM ends without a task asking
         (docs/runtime.md, "Restart policy"). V(never) leaves it down; V(on-failure) starts it again
-        after a guest panic or when QEMU died or was killed; V(always) also after the guest powered off
-        or rebooted. Restarts back off (1 s, doubling, at most 60 s; reset after 120 s of running).
+        after a guest panic or when QEMU died or was killed; V(always) also after the guest powered off.
+        Restarts back off (1 s, doubling, at most 60 s; reset after 120 s of running).
+      - A guest reboot (C(reboot) in the guest, C(virsh reset)) does not end the VM of a pod with a config disk
+        (libvirt C(on_reboot=restart)); its guest brings the pod up again by itself, whatever the policy. The VM of a
+        pod made before the config disk ends at a guest reboot, which counts as a power off here.
       - A pod stopped by a task (O(state=stopped)) or destroyed on request (C(virsh destroy)) is never restarted.
       - A new pod gets V(never), what a pod did before this option existed, so that nothing comes back unasked.
         Changing it updates the pod in place (the VM keeps running).
