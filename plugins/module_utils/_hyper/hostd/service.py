@@ -38,6 +38,9 @@ LOG_BYTES = 1 << 20  # the log file is rotated at 1 MiB, one old file kept
 DEFINED, STARTED, STOPPED = 0, 2, 5
 # Not a lifecycle event: libvirt's reboot event (VIR_DOMAIN_EVENT_ID_REBOOT), queued under this number.
 REBOOTED = -1
+# One guest reboot makes QEMU reset several times within a second (libvirt sends a reboot event for each):
+# reboot events of a pod closer than this to its last one are not journaled again.
+REBOOT_REPEAT = 5.0
 
 log = logging.getLogger("hyper-hostd")
 
@@ -52,6 +55,7 @@ class HostService:
         self.pending: dict[str, tuple[float, int, float, str]] = {}  # pod → (due, attempt, delay, vm id)
         self.client: Optional[LibvirtClient] = None
         self.stopping = False
+        self.rebooted: dict[str, float] = {}  # pod → time of its last journaled reboot
 
     # -- libvirt -------------------------------------------------------------------------------
 
@@ -112,7 +116,9 @@ class HostService:
         if event == DEFINED and detail == 0:
             record(self.root, name, "created", when, vm_id=vm_id)
         elif event == REBOOTED:
-            record(self.root, name, "rebooted", when, vm_id=vm_id)
+            if when - self.rebooted.get(name, float("-inf")) >= REBOOT_REPEAT:
+                self.rebooted[name] = when
+                record(self.root, name, "rebooted", when, vm_id=vm_id)
         elif event == STARTED:
             self.backoff.setdefault(name, Backoff()).started(self.clock())
             record(self.root, name, "started", when, vm_id=vm_id)

@@ -127,7 +127,16 @@ def test_a_guest_reboot_in_place_is_journaled_and_not_restarted(tmp_path: Any) -
     write_desired(str(tmp_path), VM, "running")
     svc.handle(VM, STARTED, 0, 1.0)
     svc.handle(VM, REBOOTED, 0, 2.0)
+    svc.handle(VM, REBOOTED, 0, 2.04)  # QEMU resets more than once for one reboot: journaled once
+    svc.handle(VM, REBOOTED, 0, 2.5)
     clock.now += 120.0
     svc.run_due()
     assert started == []  # the VM kept running: the guest brought the pod up again itself
     assert [e["event"] for e in read_events(str(tmp_path), "pod1")] == ["started", "rebooted"]
+
+
+def test_two_reboots_apart_are_both_journaled(tmp_path: Any) -> None:
+    svc, _clock, _started, _running = make(tmp_path, {"name": "pod1", "restart_policy": "never"})
+    svc.handle(VM, REBOOTED, 0, 2.0)
+    svc.handle(VM, REBOOTED, 0, 12.0)
+    assert [e["time"] for e in read_events(str(tmp_path), "pod1")] == [2.0, 12.0]
