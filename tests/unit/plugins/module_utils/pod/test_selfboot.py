@@ -157,6 +157,24 @@ def test_create_boots_from_the_config_disk(sb: test_pod.Harness) -> None:
     assert sb.run(containers=[web, test_pod.SLEEPER])["changed"] is False  # sealed values compare equal
 
 
+def test_a_start_of_a_stopped_pod_is_the_domain_start_and_one_wait(sb: test_pod.Harness) -> None:
+    # What the host service's restart runs too (ensure_pod, state started, no containers in the task).
+    web = {**test_pod.WEB, "env": {"TOKEN": "hunter2"}}
+    sb.run(containers=[web, test_pod.SLEEPER])
+    assert sb.run(containers=None, state="stopped")["actions"] == ["stop"]
+    sb.calls.clear()
+    del sb.agent.execs[:]
+    started = sb.run(containers=None, state="started")
+    assert started["actions"] == ["start"]
+    assert not [c for c in sb.calls if c.startswith(("write", "start"))]  # nothing written or started over the agent
+    assert [e[:2] for e in sb.agent.execs] == [["/usr/sbin/hyper-boot", "wait"]]
+    (dom,) = sb.pods()
+    # The disk was rebuilt from the stored spec with the clear value from the host's root-only copy.
+    entries = {e.path: e.data for e in read_tar(read_archive(config_path(str(sb.root), dom.vm_name)))}
+    assert entries["boot/plan"].endswith(b"start web\nstart sleeper\n")
+    assert "hunter2" not in json.dumps(dom.meta)
+
+
 def test_a_failed_boot_names_the_guest_reason_and_leaves_nothing(sb: test_pod.Harness) -> None:
     BootingTransport.answer = {"rc": 1, "err": b"hyper-boot: mounting volume data failed: no disk\n"}
     with pytest.raises(PodError, match="waiting for the pod's boot failed: mounting volume data failed: no disk"):
