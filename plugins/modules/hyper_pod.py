@@ -22,6 +22,11 @@ description:
     O(memory), O(vcpus), O(hostname), O(guest_image), O(kernel), O(initrd), O(kernel_args) or
     O(accelerator) replaces the VM; a change of O(labels) only updates the metadata. Volumes keep
     their data across a new VM.
+  - The pod boots itself. Everything its guest needs (containers with their env values, restart policies
+    and files, the network, volume mounts, services) is in a read-only config disk of the VM, built on
+    the host from the stored spec (C(<root>/pods/<vm id>/config.tar), root only). The guest brings the
+    pod up from it at every boot, so a guest reset or a start brings back the same pod without any task; the host
+    waits for one "pod ready" answer. See C(docs/runtime.md).
   - If creating or starting the pod fails (missing image, kernel panic, guest agent silent for
     O(wait_timeout) seconds, a container that exits at once), the new VM is destroyed and undefined
     and its console log removed. The error names the step, the pod and the container, and shows the
@@ -98,8 +103,11 @@ options:
     description:
       - What the host service C(hyper-hostd) does when the pod's VM ends without a task asking
         (docs/runtime.md, "Restart policy"). V(never) leaves it down; V(on-failure) starts it again
-        after a guest panic or when QEMU died or was killed; V(always) also after the guest powered off
-        or rebooted. Restarts back off (1 s, doubling, at most 60 s; reset after 120 s of running).
+        after a guest panic or when QEMU died or was killed; V(always) also after the guest powered off.
+        Restarts back off (1 s, doubling, at most 60 s; reset after 120 s of running).
+      - A guest reboot (C(reboot) in the guest, C(virsh reset)) does not end the VM of a pod with a config disk
+        (libvirt C(on_reboot=restart)); its guest brings the pod up again by itself, whatever the policy. The VM of a
+        pod made before the config disk ends at a guest reboot, which counts as a power off here.
       - A pod stopped by a task (O(state=stopped)) or destroyed on request (C(virsh destroy)) is never restarted.
       - A new pod gets V(never), what a pod did before this option existed, so that nothing comes back unasked.
         Changing it updates the pod in place (the VM keeps running).
@@ -180,8 +188,10 @@ options:
             as V(******** (changed\)).
           - Because Ansible hides a value wherever it occurs, a short or common value (V(1), V(true),
             V(8080)) is also hidden inside unrelated text of the result, such as RV(pod.vm_id).
-          - The values are stored in clear in the libvirt domain's metadata and in the container's
-            C(config.json) in the guest.
+          - The libvirt domain's metadata keeps only a keyed digest of each value (C(hmac-sha256:...), with the
+            key in C(<root>/secret.key), root only). The values are kept root-only on the host
+            (C(<root>/pods/<vm id>/env.json) and the pod's config disk) and in the container's C(config.json)
+            in the guest. Pods made by older versions keep clear values in the metadata until their next change.
         type: dict
       workdir:
         description:
@@ -398,12 +408,15 @@ options:
   wait:
     description:
       - Wait until every container runs before returning.
-      - The guest agent must answer in any case, since the containers are handed to the guest through it.
+      - The guest agent must answer in any case, since the host asks the guest once whether the pod is up.
+      - Without O(wait) the task returns once the guest has carried out its config disk, without waiting
+        for the containers to run.
     type: bool
     default: true
   wait_timeout:
     description:
-      - Seconds from starting the VM until its guest agent answers and (with O(wait)) every container runs.
+      - Seconds from starting the VM until its guest agent answers, the guest has brought the pod up from its
+        config disk and (with O(wait)) every container runs.
       - The wait for one of the host's boot slots comes before and is not part of it (C(boot_queue_timeout) in
         C(host.json), see C(docs/concurrency.md)).
     type: int

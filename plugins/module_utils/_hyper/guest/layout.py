@@ -95,3 +95,10 @@ def image_serial(digest: str) -> str:
     """The virtio-blk serial of an image's disk: 20 characters, from the digest."""
     hexdigest = digest.split(":", 1)[-1]
     return IMAGE_SERIAL_PREFIX + hexdigest[: SERIAL_MAX - len(IMAGE_SERIAL_PREFIX)]
+
+
+# -- the pod's config disk: the guest brings the pod up from it at every boot (pod/config_disk.py) --
+CONFIG_SERIAL = "hyper-config"
+# The guest's boot of the pod (roles/guest_image hyper-boot): ``run`` at every boot, ``wait`` for the host.
+BOOT_COMMAND = "/usr/sbin/hyper-boot"
+BOOT_DIR = f"{RUN_DIR}/boot"

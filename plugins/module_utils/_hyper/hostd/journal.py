@@ -18,7 +18,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import
 MAX_EVENTS = 200
 MAX_TEXT = 500
 MAX_LINE = 4096
-EVENTS = ("created", "started", "stopped", "crashed", "restarted", "restart_failed", "removed")
+EVENTS = ("created", "started", "stopped", "crashed", "restarted", "restart_failed", "removed", "rebooted")
 
 
 def journal_path(root: str, pod: str) -> str:

@@ -36,6 +36,11 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client impo
 LOG_BYTES = 1 << 20  # the log file is rotated at 1 MiB, one old file kept
 # libvirt lifecycle events (virDomainEventType) the journal records, by number.
 DEFINED, STARTED, STOPPED = 0, 2, 5
+# Not a lifecycle event: libvirt's reboot event (VIR_DOMAIN_EVENT_ID_REBOOT), queued under this number.
+REBOOTED = -1
+# One guest reboot makes QEMU reset several times within a second (libvirt sends a reboot event for each):
+# reboot events of a pod closer than this to its last one are not journaled again.
+REBOOT_REPEAT = 5.0
 
 log = logging.getLogger("hyper-hostd")
 
@@ -50,6 +55,7 @@ class HostService:
         self.pending: dict[str, tuple[float, int, float, str]] = {}  # pod → (due, attempt, delay, vm id)
         self.client: Optional[LibvirtClient] = None
         self.stopping = False
+        self.rebooted: dict[str, float] = {}  # pod → time of its last journaled reboot
 
     # -- libvirt -------------------------------------------------------------------------------
 
@@ -61,12 +67,17 @@ class HostService:
         conn = libvirt.open(self.uri)
         conn.setKeepAlive(5, 3)
         conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None)
+        conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, self._on_reboot, None)
         self.client = LibvirtClient(conn, self.uri)
         log.info("connected to %s", self.uri)
 
     def _on_lifecycle(self, _conn: Any, dom: Any, event: int, detail: int, _opaque: Any) -> None:
         # In libvirt's event thread: only queue it; the main loop reads the metadata and acts.
         self.events.put((str(dom.name()), int(event), int(detail), time.time()))
+
+    def _on_reboot(self, _conn: Any, dom: Any, _opaque: Any) -> None:
+        # A guest reboot in the same QEMU (on_reboot restart: pods with a config disk): journaled only.
+        self.events.put((str(dom.name()), REBOOTED, 0, time.time()))
 
     def _pod(self, vm_id: str) -> Optional[tuple[Any, CurrentPod]]:
         """The domain and pod of ``vm_id`` if it is a hyper pod that carries a restart policy; None for everything else."""
@@ -104,6 +115,10 @@ class HostService:
         name = current.name
         if event == DEFINED and detail == 0:
             record(self.root, name, "created", when, vm_id=vm_id)
+        elif event == REBOOTED:
+            if when - self.rebooted.get(name, float("-inf")) >= REBOOT_REPEAT:
+                self.rebooted[name] = when
+                record(self.root, name, "rebooted", when, vm_id=vm_id)
         elif event == STARTED:
             self.backoff.setdefault(name, Backoff()).started(self.clock())
             record(self.root, name, "started", when, vm_id=vm_id)

@@ -27,6 +27,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.networks
     render_resolv_conf,
     resolve_networks,
     static_addresses,
+    up_argv,
     write_resolv_confs,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.ports import NftPorts, check_clashes, port_text
@@ -48,6 +49,8 @@ class PodNetworkApi(Protocol):
     def check(self, desired: StoredPod, user_set: frozenset[str], current: Optional[StoredPod], others: Sequence[StoredPod]) -> StoredPod: ...
 
     def prepare_guest(self, agent: GuestAgent, vm_id: str, pod: StoredPod, containers: Sequence[str]) -> None: ...
+
+    def guest_config(self, vm_id: str, pod: StoredPod) -> tuple[list[str], str]: ...
 
     def addresses(self, agent: GuestAgent, vm_id: str, pod: StoredPod) -> list[dict[str, Any]]: ...
 
@@ -100,19 +103,33 @@ class PodNetwork:
         return desired if networks == desired.networks else replace(desired, networks=networks)
 
     def prepare_guest(self, agent: GuestAgent, vm_id: str, pod: StoredPod, containers: Sequence[str]) -> None:
-        networks = pod.networks
+        infos = self._ready_infos(pod)
+        bring_up(agent, vm_id, pod.networks, infos)
+        write_resolv_confs(agent, containers, self._resolv_conf(pod, infos))
+
+    def guest_config(self, vm_id: str, pod: StoredPod) -> tuple[list[str], str]:
+        """For the config disk (the guest configures itself at boot): up.sh's arguments (empty: no network) and resolv.conf."""
+        infos = self._ready_infos(pod)
+        args = up_argv(vm_id, pod.networks, infos)[2:] if pod.networks else []
+        return args, self._resolv_conf(pod, infos)
+
+    def _ready_infos(self, pod: StoredPod) -> dict[str, Optional[NetworkInfo]]:
+        """The pod's networks, each existing and active; the NAT they ask for in place."""
         infos = self.infos(pod)
-        for network in networks:
+        for network in pod.networks:
             info = infos.get(network.name)
             if info is None:
                 raise HyperError(f"network {network.name} no longer exists (virsh net-list --all)")
             if not info.active:
                 raise HyperError(f"network {network.name} is not active: start it with virsh net-start {network.name}")
         self.ensure_nat(infos)
-        bring_up(agent, vm_id, networks, infos)
-        first = infos.get(networks[0].name) if networks else None
+        return infos
+
+    @staticmethod
+    def _resolv_conf(pod: StoredPod, infos: Mapping[str, Optional[NetworkInfo]]) -> str:
+        first = infos.get(pod.networks[0].name) if pod.networks else None
         default_servers = [str(first.gateway.ip)] if first is not None and first.gateway is not None else []
-        write_resolv_confs(agent, containers, render_resolv_conf(pod.dns, default_servers))
+        return render_resolv_conf(pod.dns, default_servers)
 
     def ensure_nat(self, infos: Mapping[str, Optional[NetworkInfo]]) -> bool:
         """Masquerade the networks whose metadata asks for it (the host role's), as libvirt's nat mode would."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
@@ -23,9 +24,28 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.auth impo
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.cache_lock import cache_users_lock
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import DEFAULT_PULL_POLICY, check_pull_policy
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import DEFAULT_STOP_TIMEOUT, DEFAULT_WAIT_TIMEOUT, PodRuntime
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.config_disk import (
+    build_tar,
+    config_disk_spec,
+    config_path,
+    has_config_disk,
+    load_services,
+    pod_entries,
+    write_disk,
+)
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.domain import discard_vm, domain_spec, remove_files
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import VM_PREFIX
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.plan import Plan, masked_diff, plan_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.secrets import (
+    clear_env,
+    env_path,
+    load_env,
+    save_env,
+    seal_spec,
+    sealing_key,
+    unseal_spec,
+)
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.selfboot import SELF_BOOT_ON_REBOOT, boot_from_config
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import normalise_pod, read_file_sources, task_files
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import FoundPod, new_vm_id, stored_metadata
@@ -182,7 +202,11 @@ class PodTask:
         others = [p.current.pod for p in pods if p is not found]
         checked = self.network.check(StoredPod.from_json(desired), user_set, current.pod if current else None, others)
         desired["networks"] = [n.to_json() for n in checked.networks]
-        plan = plan_pod(desired, user_set, current, self.state, self.recreate)
+        # env values are compared (and stored) as keyed digests (pod/secrets.py); the clear ones stay on the host.
+        self.key = sealing_key(self.root, self.check_mode)
+        self.task_env = clear_env(desired)
+        sealed_current = dataclasses.replace(current, spec=seal_spec(current.spec, self.key)) if current is not None else None
+        plan = plan_pod(seal_spec(desired, self.key), user_set, sealed_current, self.state, self.recreate)
         if plan.new_vm or {"start", "restart"} & set(plan.actions):
             # Bad storage fails here, in check mode too, before anything is made (a stop never needs it).
             after = StoredPod.from_json(plan.spec)
@@ -232,7 +256,7 @@ class PodTask:
 
     def _prepare_new_vm(self, plan: Plan, found: Optional[FoundPod], files: Mapping[str, Any]) -> NewVm:
         """Everything that can fail on the host, before the old VM goes and libvirt hears of the new one."""
-        spec = plan.spec
+        spec = self._clear_spec(plan.spec, found)
         image, spec["guest"] = resolve_guest(self.root, spec["guest"], self.initrd_hashes)
         pod = StoredPod.from_json(spec)  # the stored spec from here on: typed
         images = self.session.make_images(self.root)
@@ -250,12 +274,24 @@ class PodTask:
         try:
             new.storage.stage(vm_id, new.contents)
             pod = new.pod
-            domain = domain_spec(vm_id, pod, new.image, [*new.disks, *new.storage.disks(len(new.disks))], self.root)
-            dom = self.client.define(render_domain_xml(dataclasses.replace(domain, filesystems=new.storage.filesystems())))
+            save_env(self.root, vm_id, clear_env(pod.to_json()))  # root only: the metadata keeps digests
+            disks = [*new.disks, *new.storage.disks(len(new.disks))]
+            self_boot = bool(getattr(self.session, "self_boot", True))
+            if self_boot:  # the guest brings the pod up from its config disk, at every boot
+                add_mounts([(c.name, c.config) for c in new.containers], pod)
+                self._write_config(vm_id, pod, new.containers, new.storage, new.owners)
+                disks.append(config_disk_spec(self.root, vm_id, len(disks)))
+            domain = domain_spec(vm_id, pod, new.image, disks, self.root)
+            metadata = stored_metadata(seal_spec(pod.to_json(), self.key))
+            # A guest reboot restarts the VM in place: the guest brings the pod up again from its config disk.
+            on_reboot = SELF_BOOT_ON_REBOOT if self_boot else domain.on_reboot
+            domain = dataclasses.replace(domain, filesystems=new.storage.filesystems(), metadata=metadata, on_reboot=on_reboot)
+            dom = self.client.define(render_domain_xml(domain))
             self._claims.close()  # the domain's metadata claims its volumes, addresses and ports now
             apply_autostart(dom, pod)
             if "start" in plan.actions:
-                add_mounts([(c.name, c.config) for c in new.containers], pod)
+                if not self_boot:
+                    add_mounts([(c.name, c.config) for c in new.containers], pod)
                 self._boot(dom, vm_id, pod, new.containers, _setup(new.storage, vm_id, new.owners))
         except BaseException:
             # A pod that failed to come up leaves nothing behind: no domain, no console log, no port rule, no volume
@@ -275,7 +311,9 @@ class PodTask:
         if "update_labels" in actions or "update_ports" in actions or "update_restart" in actions:
             if "update_ports" in actions:
                 self._claim(pod, found)
-            self.client.set_metadata(dom, stored_metadata(pod.to_json()))
+            if not os.path.exists(env_path(self.root, vm_id)):  # a pod from before env.json: keep its clear values on the host first
+                save_env(self.root, vm_id, clear_env(found.current.spec))
+            self.client.set_metadata(dom, stored_metadata(plan.spec))  # sealed env values
             self._claims.close()
             apply_autostart(dom, pod)
             if "update_restart" in actions and self.client.is_active(dom) and not {"stop", "restart"} & set(actions):
@@ -283,7 +321,7 @@ class PodTask:
         if "stop" in actions or "restart" in actions:
             self._stop(dom, vm_id, pod)
         if "start" in actions or "restart" in actions:
-            self._start_existing(dom, vm_id, pod)
+            self._start_existing(dom, vm_id, StoredPod.from_json(self._clear_spec(plan.spec, found)))
         elif "update_ports" in actions and self.client.is_active(dom):
             self._sync_ports(dom, vm_id, pod)
         return dom
@@ -303,6 +341,8 @@ class PodTask:
         storage.create_volumes()  # a volume file removed meanwhile is made again, empty
         add_mounts([(c.name, c.config) for c in containers], pod)
         try:
+            if has_config_disk(self.root, vm_id):  # rebuilt from the stored spec: what a stopped pod's disk says may be stale
+                self._write_config(vm_id, pod, containers, storage, owners)
             self._boot(dom, vm_id, pod, containers, _setup(storage, vm_id, owners))
         except BaseException:
             with contextlib.suppress(HyperError):
@@ -323,12 +363,32 @@ class PodTask:
         # The host's boot slots bound the boots at once (host/boot_slots.py); the wait for one is not part of wait_timeout.
         with BootSlots.for_root(self.root, self.session.clock, self.session.sleep).hold(f"pod {pod.name} (VM {vm_id})") as waited:
             self.session.timings["boot_slot_wait"] = round(waited, 3)
-            self.runtime.boot(dom, pod.name, vm_id, containers, wait=self.wait, timeout=self.wait_timeout, prepare=prepare, setup=setup)
+            if has_config_disk(self.root, vm_id):
+                boot_from_config(self.runtime, dom, pod.name, vm_id, names, wait=self.wait, timeout=self.wait_timeout)
+            else:  # a pod made before the config disk: the host drives its guest over the agent
+                self.runtime.boot(dom, pod.name, vm_id, containers, wait=self.wait, timeout=self.wait_timeout, prepare=prepare, setup=setup)
         try:
             self._sync_ports(dom, vm_id, pod)
         except HyperError as err:
             raise HyperError(f"pod {pod.name} (VM {vm_id}): mapping its ports failed: {err.message}", {**err.details, "step": "mapping the ports"}) from None
         mark_desired(self.root, vm_id, pod, "running")
+
+    def _clear_spec(self, spec: Mapping[str, Any], found: Optional[FoundPod]) -> dict[str, Any]:
+        """The plan's spec with its env values in clear: from the task, else the host's copy of the VM (or an old pod's metadata)."""
+        sources = [self.task_env]
+        if found is not None:
+            sources += [load_env(self.root, found.current.vm_id), clear_env(found.current.spec)]
+        return unseal_spec(spec, self.key, *sources)
+
+    def _write_config(self, vm_id: str, pod: StoredPod, containers: Any, storage: PodStorage, owners: Mapping[tuple[str, int], tuple[int, int]]) -> None:
+        """Build the pod's config disk (pod/config_disk.py) from its stored spec, with the services kept for the VM.
+
+        Written while the VM is off (a create, a start), so a new file replaces the old one.
+        """
+        net_args, resolv_conf = self.network.guest_config(vm_id, pod)
+        files = storage.guest_files(vm_id, owners) if any(c.files for c in pod.containers) else []
+        entries = pod_entries(pod, containers, net_args, resolv_conf, files, load_services(self.root, vm_id))
+        write_disk(config_path(self.root, vm_id), build_tar(entries), in_place=False)
 
     def _sync_ports(self, dom: Domain, vm_id: str, pod: StoredPod) -> bool:
         def live() -> set[str]:

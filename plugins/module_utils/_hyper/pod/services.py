@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import DEFAULT_ROOT
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.engine import DEFAULT_CONTAINER, run_services
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.engine import DEFAULT_CONTAINER, persist_services, run_services
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.haproxy import DEFAULT_RELOAD_TIMEOUT
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.spec import final_services, normalise_services
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import DEFAULT_URI
@@ -62,7 +63,10 @@ def ensure_pod_with_services(params: Mapping[str, Any], check_mode: bool, diff: 
             return result  # a pod that does not run gets its services once started
         guest = task.make_guest(task.pod_agent(found), DEFAULT_CONTAINER, DEFAULT_RELOAD_TIMEOUT)
         services = {"services": params["services"], "state": "present", "purge": True}
-        out = run_services(guest, {**services, "config": params["service_config"], "services_hash": params.get("services_hash")}, check_mode, listed=listed)
+        persist = persist_services(str(params.get("root") or DEFAULT_ROOT), found.current.vm_id, DEFAULT_CONTAINER)
+        out = run_services(
+            guest, {**services, "config": params["service_config"], "services_hash": params.get("services_hash")}, check_mode, listed=listed, persist=persist
+        )
     result.update(services=out["services"], services_applied=not check_mode, service_actions=out["actions"])
     result["changed"] = bool(result.get("changed")) or bool(out["changed"])
     return result

@@ -21,3 +21,5 @@ class PodSession(ServiceSession):
 
     make_images: Callable[[str], Any] = PodImages
     make_network: Callable[[LibvirtClient], PodNetworkApi] = PodNetwork
+    # New pods get a config disk and bring themselves up (pod/config_disk.py); False: the host drives the guest.
+    self_boot: bool = True

@@ -19,10 +19,12 @@ from typing import Any, Callable, Mapping, Optional
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.layout import check_container_name as check_name
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import DEFAULT_ROOT
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.config_disk import Services, update_services
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import check_pod_name
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.haproxy import DEFAULT_RELOAD_TIMEOUT, HaproxyGuest, ServiceGuestApi
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.plan import ServicePlan, plan_services, services_hash
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.spec import check_state, final_services, normalise_services
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.spec import check_state, final_services, normalise_services, vip_prefix
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import Session
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import DEFAULT_URI
 
@@ -99,8 +101,12 @@ def run_services(
     check_mode: bool,
     diff: bool = False,
     listed: Optional[list[dict[str, Any]]] = None,
+    persist: Optional[Callable[[ServicePlan], None]] = None,
 ) -> dict[str, Any]:
-    """Plan and apply against one service container; the module result. ``listed``: the services already normalised."""
+    """Plan and apply against one service container; the module result. ``listed``: the services already normalised.
+
+    ``persist`` keeps the applied services on the host (the pod's config disk), so they survive a guest restart.
+    """
     state = check_state(params.get("state"))
     listed = normalise_services(params.get("services"), state) if listed is None else listed
     purge = bool(params.get("purge"))
@@ -131,12 +137,25 @@ def run_services(
     if diff:
         result["diff"] = plan.diff(guest.config_path)
     if check_mode or not plan.changed:
+        if persist is not None and not check_mode:
+            persist(plan)  # a pod whose host copy predates the config disk gets it now
         return result
     counts = apply_plan(guest, plan)
+    if persist is not None:
+        persist(plan)
     result["reloaded"] = counts.reloads > 0
     if counts.reloads:
         result["reload_seconds"] = round(counts.reload_seconds, 3)
     return result
+
+
+def persist_services(root: str, vm_id: str, container: str) -> Callable[[ServicePlan], None]:
+    """The ``persist`` of run_services for one pod: its services into its config disk (pod/config_disk.py)."""
+
+    def persist(plan: ServicePlan) -> None:
+        update_services(root, vm_id, Services(container, plan.after_config, dict(plan.state), tuple(vip_prefix(v) for v in plan.after_vips)))
+
+    return persist
 
 
 def default_guest(agent: GuestAgent, container: str, reload_timeout: float) -> ServiceGuestApi:
@@ -162,8 +181,10 @@ def ensure_services(params: Mapping[str, Any], check_mode: bool, diff: bool = Fa
     listed = normalise_services(params.get("services"), check_state(params.get("state")))
     task = session or ServiceSession(str(params.get("uri") or DEFAULT_URI))
     with task:
-        agent = task.pod_agent(task.running(pod))
+        found = task.running(pod)
+        agent = task.pod_agent(found)
         started = time.monotonic()
-        result = run_services(task.make_guest(agent, container, float(timeout)), params, check_mode, diff, listed)
+        persist = persist_services(str(params.get("root") or DEFAULT_ROOT), found.current.vm_id, container)
+        result = run_services(task.make_guest(agent, container, float(timeout)), params, check_mode, diff, listed, persist)
         result["duration"] = round(time.monotonic() - started, 3)
     return result

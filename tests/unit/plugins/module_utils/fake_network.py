@@ -65,6 +65,13 @@ class FakePodNetwork(PodNetwork):
             raise self.fail
         self.log.append(f"net up {vm_id} {','.join(n.name for n in pod.networks)}")
 
+    def guest_config(self, vm_id: str, pod: StoredPod) -> tuple[list[str], str]:
+        if self.fail is not None:
+            raise self.fail
+        self.log.append(f"net config {vm_id} {','.join(n.name for n in pod.networks)}")
+        args = [arg for i, n in enumerate(pod.networks) for arg in (f"52:54:00:00:00:0{i}", n.address or "dhcp", "10.88.0.1", "1" if i == 0 else "0")]
+        return args, "nameserver 10.88.0.1\n"
+
     def addresses(self, agent: Any, vm_id: str, pod: StoredPod) -> list[dict[str, Any]]:
         out = []
         for index, network in enumerate(pod.networks):

@@ -172,3 +172,11 @@ def test_mount_disk_names_a_serial_it_cannot_find(guest: Path) -> None:
     assert result.returncode == 1
     assert result.stderr == "hyper-container: no disk with serial hyper-vol-0123456789 in the guest\n"
     assert not (guest / "run" / "volumes").exists()
+
+
+def test_container_json_is_read_by_key_not_by_a_value_of_that_name(guest: Path) -> None:
+    # A container named "serial": its name's value must not be taken for the serial (the start then looks for the disk).
+    container(guest, "serial", container_meta("serial", {"serial": SERIAL, "stop_timeout": 2.5, "restart_policy": "always"}))
+    result = hc(guest, "start", "serial")
+    assert result.returncode == 1
+    assert f"container serial: no disk with serial {SERIAL}" in result.stderr

@@ -10,7 +10,7 @@ import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.journal import read_events
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.service import DEFINED, STARTED, STOPPED, HostService
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.service import DEFINED, REBOOTED, STARTED, STOPPED, HostService
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.state import write_desired
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import CurrentPod
 
@@ -120,3 +120,23 @@ def test_a_restart_is_dropped_when_a_task_stopped_the_pod_meanwhile(tmp_path: An
     svc.run_due()
     assert started == []
     assert svc.pending == {}
+
+
+def test_a_guest_reboot_in_place_is_journaled_and_not_restarted(tmp_path: Any) -> None:
+    svc, clock, started, _running = make(tmp_path, {"name": "pod1", "restart_policy": "always"})
+    write_desired(str(tmp_path), VM, "running")
+    svc.handle(VM, STARTED, 0, 1.0)
+    svc.handle(VM, REBOOTED, 0, 2.0)
+    svc.handle(VM, REBOOTED, 0, 2.04)  # QEMU resets more than once for one reboot: journaled once
+    svc.handle(VM, REBOOTED, 0, 2.5)
+    clock.now += 120.0
+    svc.run_due()
+    assert started == []  # the VM kept running: the guest brought the pod up again itself
+    assert [e["event"] for e in read_events(str(tmp_path), "pod1")] == ["started", "rebooted"]
+
+
+def test_two_reboots_apart_are_both_journaled(tmp_path: Any) -> None:
+    svc, _clock, _started, _running = make(tmp_path, {"name": "pod1", "restart_policy": "never"})
+    svc.handle(VM, REBOOTED, 0, 2.0)
+    svc.handle(VM, REBOOTED, 0, 12.0)
+    assert [e["time"] for e in read_events(str(tmp_path), "pod1")] == [2.0, 12.0]

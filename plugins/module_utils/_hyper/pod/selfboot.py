@@ -1,0 +1,119 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Private to the hyper.pods collection: may change without notice. Do not import from outside it.
+"""The host's side of a pod that boots itself: start the VM, then wait for one "pod ready" answer.
+
+The guest's init brings the pod up from its config disk (pod/config_disk.py) while qemu-ga
+starts; the host asks once, with ``hyper-boot wait SECONDS NAME…``, which returns when the boot
+finished and the containers run (or one failed). Its output is the guest's: bounded, checked
+(``parse_status``), and its failure message shown escaped and cut.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Mapping, Optional, Sequence
+
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentTimeout, ContainerError, HyperError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import ExecResult, ExecTimeout, GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import ContainerState, parse_status
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodRuntime
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import GuestPodApi
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import Domain
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Deadline
+
+# libvirt's on_reboot of a pod with a config disk: a guest reboot (``reboot -f`` in it, ``virsh reset``, a
+# watchdog) restarts the VM in the same QEMU, and the guest brings the pod up again by itself. Pods
+# without one keep ``destroy`` (their guest would come back empty; the host service may restart them).
+SELF_BOOT_ON_REBOOT = "restart"
+# The guest's reason for a failed boot, as the message shows it.
+MAX_REASON = 2000
+# The agent's exec outlives the guest's own wait by this much (the status it prints afterwards).
+EXEC_GRACE = 15.0
+# How often the host asks whether the guest's wait has returned: a fixed short interval (a status call
+# is a few ms), where exec's paced polls were up to 10 % of the wait late (~0.15 s of a TCG pod start).
+WAIT_POLL = 0.02
+
+
+class BootFailed(HyperError):
+    """The guest reported that it could not bring the pod up (its reason is in the message)."""
+
+
+def guest_reason(result: ExecResult) -> str:
+    """The guest's one-line reason, as a host message may carry it: decoded, control characters escaped, bounded."""
+    text = result.stderr.decode("utf-8", errors="replace").strip().removeprefix("hyper-boot: ")
+    text = "".join(c if c.isprintable() or c == "\n" else "?" for c in text[-MAX_REASON:])
+    how = f"exit code {result.rc}" if result.rc is not None else f"signal {result.signal}"
+    return text or f"hyper-boot ended with {how}"
+
+
+def wait_argv(seconds: float, names: Sequence[str]) -> list[str]:
+    return [layout.BOOT_COMMAND, "wait", str(max(1, int(seconds))), *[layout.check_container_name(n) for n in names]]
+
+
+def check_booted(states: Mapping[str, ContainerState], names: Sequence[str], seconds: float) -> Optional[ContainerError]:
+    """The first container of ``names`` that is not up after the guest's wait, as an error (None: all run)."""
+    for name in names:
+        state = states.get(name)
+        if state is None:
+            return ContainerError(name, "is not in the guest: its config disk did not list it")
+        status, code = state["status"], state["exit_code"]
+        if status == "running" and state["pid"] is not None:
+            continue
+        exited = f"exited with code {code}" if code is not None else "exited"
+        reason = {
+            "starting": f"did not reach running within {seconds:g}s: still starting",
+            "created": "was written but never started",
+            "exited": exited,
+            "restarting": f"{exited} and is restarting (restart {state['restarts']})",
+            "stopped": "was stopped",
+        }.get(status, f"is in an unknown state ({status})")
+        return ContainerError(name, reason, None, {"state": dict(state)})
+    return None
+
+
+def wait_for_boot(agent: GuestAgent, argv: Sequence[str], timeout: float, clock: Callable[[], float], sleep: Callable[[float], None]) -> ExecResult:
+    """Run the guest's ``hyper-boot wait`` and collect it every WAIT_POLL seconds; killed and ExecTimeout after ``timeout``."""
+    pid = agent.spawn(argv)
+    deadline = Deadline(timeout, clock)
+    while True:
+        with contextlib.suppress(AgentTimeout):  # a status call is safe to repeat
+            result = agent.poll(pid)
+            if result is not None:
+                return result
+        if deadline.expired:
+            killed = agent.kill(pid)
+            raise ExecTimeout(f"{agent.name}: {argv[0]} (pid {pid}) ran longer than {timeout:g}s", None, killed)
+        sleep(min(WAIT_POLL, deadline.remaining))
+
+
+def boot_from_config(runtime: PodRuntime, dom: Domain, pod: str, vm_id: str, names: Sequence[str], *, wait: bool, timeout: float) -> None:
+    """Start the VM and wait for its guest to report the pod up; a PodError (step, console or log tail) otherwise."""
+    clock = runtime.clock
+    deadline = Deadline(timeout, clock)
+    started = clock()
+    step, container = "starting the VM", None
+    guest: Optional[GuestPodApi] = None
+    try:
+        runtime.client.start(dom)
+        step = "waiting for the guest agent"
+        agent = runtime.agent(dom, vm_id)
+        agent.wait_ready(max(deadline.remaining, 1.0), is_alive=lambda: runtime.client.is_active(dom))
+        runtime.timings["agent_ready"] = round(clock() - started, 3)
+        step = "waiting for the pod's boot"
+        seconds = max(deadline.remaining, 1.0)
+        waited = list(names) if wait else []
+        result = wait_for_boot(agent, wait_argv(seconds, waited), seconds + EXEC_GRACE, clock, runtime.session.sleep)
+        if result.rc != 0:
+            raise BootFailed(guest_reason(result))
+        states = parse_status(result.stdout.decode("utf-8", errors="replace"))
+        failed = check_booted(states, waited, seconds)
+        if failed is not None:
+            container = failed.container
+            guest = runtime.session.make_guest_pod(agent)
+            raise failed
+        runtime.timings["containers_running" if wait else "containers_started"] = round(clock() - started, 3)
+    except HyperError as err:
+        raise runtime._failure(err, pod, vm_id, step, container, guest) from None  # pylint: disable=protected-access
