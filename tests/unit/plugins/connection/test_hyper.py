@@ -242,6 +242,13 @@ def test_exec_runs_sh_c_with_stdin(world: World) -> None:
     ]
 
 
+
+def test_exec_runs_ansibles_wrapper_without_a_second_shell(world: World) -> None:
+    conn = connection(world)
+    conn.exec_command("/bin/sh -c 'echo ~ && sleep 0'")
+    conn.exec_command("/bin/bash -c '/usr/bin/python3 && sleep 0'", in_data=b"module")
+    assert [run["argv"] for run in world.runs] == [["/bin/sh", "-c", "echo ~"], ["/bin/bash", "-c", "/usr/bin/python3"]]
+
 def test_exec_signal_death(world: World) -> None:
     world.results.append(FakeResult(rc=None, signal=9, stdout=b"partial"))
     rc, out, err = connection(world).exec_command("sleep 100")
