@@ -205,6 +205,9 @@ display = Display()
 
 # A local file is sent in blocks of this size (each one guest-file-open/-write.../-close), so memory stays bounded.
 PUT_BLOCK = 4 * 1024 * 1024
+# The end of a command is seen at most this fraction of its run late (the library's default is 10 %): a module run
+# of ~2 s under TCG was seen ~100 ms late on average, against ~50 ms for community.libvirt's libvirt_qemu (5 %).
+POLL_PACE = 0.05
 
 
 def parse_host(host: str, default_container: Optional[str]) -> tuple[str, Optional[str]]:
@@ -249,7 +252,7 @@ class Connection(ConnectionBase):
         return LibvirtClient.open(uri)
 
     def make_agent(self, dom: Any, name: str) -> GuestAgent:
-        return GuestAgent(LibvirtAgentTransport(dom, name), name=name)
+        return GuestAgent(LibvirtAgentTransport(dom, name), name=name, pace=POLL_PACE)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
