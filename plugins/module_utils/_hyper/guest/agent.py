@@ -25,7 +25,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.replies import load_guest_json
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import import_libvirt
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Sleep, paced_polls, polls
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import PACE, Clock, Sleep, paced_polls, polls
 
 # One agent round trip (libvirt adds a guest-sync before each command), in whole seconds as libvirt wants.
 CALL_TIMEOUT = 10
@@ -122,8 +122,11 @@ class GuestAgent:
         call_timeout: int = CALL_TIMEOUT,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
+        pace: float = PACE,
     ) -> None:
         self._transport = transport
+        # The poll interval of a running process, as a fraction of the time it ran so far (waiter.paced_polls).
+        self.pace = pace
         self.name = name or str(getattr(transport, "name", "guest"))
         self.call_timeout = call_timeout
         self._clock = clock
@@ -280,7 +283,7 @@ class GuestAgent:
         Paced polls: the exit is seen at most ~10 % (or 10 ms) late. The backoff of ``polls`` was up
         to 50 % late: ~285 instead of ~195 ms for a crun exec in exec_bench.
         """
-        for _attempt in paced_polls(timeout, clock=self._clock, sleep=self._sleep):
+        for _attempt in paced_polls(timeout, clock=self._clock, sleep=self._sleep, fraction=self.pace):
             try:
                 status = self._call_obj("guest-exec-status", {"pid": pid})
             except AgentTimeout:

@@ -51,6 +51,16 @@ def container_path(path: object, option: str = "path") -> str:
     return relative
 
 
+def mode_argument(mode: Optional[int]) -> str:
+    """The step's MODE: empty (the default 0644), ``uNNN`` (a mode within 0666, given by the umask at creation:
+    one process start less in the guest), or the octal mode for chmod."""
+    if mode is None:
+        return ""
+    if mode & ~0o666 == 0:
+        return "u" + format(0o777 & ~mode, "03o")
+    return format(mode, "o")
+
+
 def _why(result: ExecResult) -> str:
     text = (result.stderr or result.stdout).decode("utf-8", "replace").strip()[-500:]
     return text or (f"exit code {result.rc}" if result.rc is not None else f"signal {result.signal}")
@@ -119,7 +129,7 @@ class ContainerFiles:
         """Replace ``path`` with ``data`` (a new file owned by guest root, with ``mode`` or the default 0644); return the bytes written."""
         relative = container_path(path)
         temp = self.temporary(relative)
-        mode_text = format(mode, "o") if mode is not None else ""
+        mode_text = mode_argument(mode)
         if len(data) <= MAX_REQUEST_DATA:
             result = self._step(["write", "-", relative, temp, mode_text], stdin=data)
         else:
@@ -139,7 +149,7 @@ class ContainerFiles:
         if not staged.startswith(layout.RUN_DIR + "/") or "/../" in staged:
             raise SpecError("staged", staged, f"must be a file under {layout.RUN_DIR}")
         relative = container_path(path)
-        result = self._step(["write", staged, relative, self.temporary(relative), format(mode, "o") if mode is not None else ""])
+        result = self._step(["write", staged, relative, self.temporary(relative), mode_argument(mode)])
         if result.rc != 0:
             raise self._fail("writing", relative, result)
 

@@ -242,6 +242,13 @@ def test_exec_runs_sh_c_with_stdin(world: World) -> None:
     ]
 
 
+def test_exec_runs_ansibles_wrapper_without_a_second_shell(world: World) -> None:
+    conn = connection(world)
+    conn.exec_command("/bin/sh -c 'echo ~ && sleep 0'")
+    conn.exec_command("/bin/bash -c '/usr/bin/python3 && sleep 0'", in_data=b"module")
+    assert [run["argv"] for run in world.runs] == [["/bin/sh", "-c", "echo ~"], ["/bin/bash", "-c", "/usr/bin/python3"]]
+
+
 def test_exec_signal_death(world: World) -> None:
     world.results.append(FakeResult(rc=None, signal=9, stdout=b"partial"))
     rc, out, err = connection(world).exec_command("sleep 100")
@@ -360,3 +367,8 @@ def test_the_play_connection_timeout_does_not_cut_commands(monkeypatch: pytest.M
     assert conn.get_option("command_timeout") == 600
     conn.set_options(task_keys={"timeout": 10}, var_options={"ansible_host": "shop/httpd", "ansible_hyper_timeout": 30})
     assert conn.get_option("command_timeout") == 30
+
+
+def test_the_connections_agent_polls_at_its_own_pace() -> None:
+    agent = hyper.Connection(PlayContext()).make_agent(object(), "pod shop (hyper-0000abcd)")
+    assert agent.pace == hyper.POLL_PACE < 0.1

@@ -21,6 +21,7 @@ Operations (paths are relative to ROOT, never with ``..``; the host checks them,
 - ``read PATH OFFSET COUNT``: up to COUNT bytes of the regular file PATH from OFFSET on stdout;
 - ``write SOURCE PATH TEMP MODE``: SOURCE (``-`` for stdin, else a guest file outside the view) copied
   to a file named like TEMP's last part beside PATH (resolved), MODE (octal or empty) set, renamed onto it;
+  a MODE of ``uNNN`` is the umask the new file is created under (a mode within 0666: no ``chmod`` to run);
 - ``rename FROM TO``, ``remove PATH``: on the last part itself (a link there is renamed or removed, not followed).
 
 Exit 2: PATH does not exist; 3: refused or failed, with a reason.
@@ -64,7 +65,7 @@ view=/run/hyper/view
 fail() { echo "$1" >&2; exit 3; }
 check() { case "/$1/" in */../* | */./* | //*) fail "refused path '$1'" ;; esac; }
 [ -d "$root" ] || fail "no directory $root in the guest"
-mkdir -p "$view" || fail "cannot create $view"
+[ -d "$view" ] || mkdir -p "$view" || fail "cannot create $view"
 mount --bind "$root" "$view" || fail "cannot bind $root"
 mount -o remount,bind,nosymfollow,nodev,nosuid "$view" || fail "cannot make the view of $root nosymfollow"
 """
@@ -92,8 +93,11 @@ write)
     [ "$dir" = "$path" ] && dir=.
     tmp=$dir/${3##*/}
     [ -d "$view/$dir" ] || fail "no directory /$dir in the container"
+    # A mode within 0666 comes as the umask it needs ("u" + 3 digits): the new file gets it from its creation, no chmod.
+    # noclobber: the temporary name must be new, or the umask would not decide its mode.
+    case "$4" in u[0-7][0-7][0-7]) umask "${4#u}"; set -C ;; esac
     if [ "$1" = - ]; then cat >"$view/$tmp"; else cat "$1" >"$view/$tmp"; fi || { rm -f "$view/$tmp"; fail "writing /$tmp failed"; }
-    [ -z "$4" ] || chmod "$4" "$view/$tmp" || { rm -f "$view/$tmp"; fail "chmod $4 /$tmp failed"; }
+    case "$4" in '' | u*) ;; *) chmod "$4" "$view/$tmp" || { rm -f "$view/$tmp"; fail "chmod $4 /$tmp failed"; } ;; esac
     mv -f -T "$view/$tmp" "$view/$path" || { rm -f "$view/$tmp"; fail "renaming /$tmp onto /$path failed"; }
     ;;
 rename)
