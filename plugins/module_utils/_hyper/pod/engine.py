@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, ImageError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.manifest import GuestImage, resolve_image
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.boot_slots import BootSlots
@@ -39,6 +40,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.pod impo
     sync_timeout,
     volumes_to_purge,
 )
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.scratch import create_scratch, scratch_disk
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import DEFAULT_URI, Domain
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import render_domain_xml
 
@@ -250,7 +252,11 @@ class PodTask:
         try:
             new.storage.stage(vm_id, new.contents)
             pod = new.pod
-            domain = domain_spec(vm_id, pod, new.image, [*new.disks, *new.storage.disks(len(new.disks))], self.root)
+            disks = [*new.disks, *new.storage.disks(len(new.disks))]
+            if pod.scratch_size:
+                create_scratch(self.root, vm_id, pod.scratch_size)
+                disks.append(scratch_disk(self.root, vm_id, layout.disk_target(len(disks))))
+            domain = domain_spec(vm_id, pod, new.image, disks, self.root)
             dom = self.client.define(render_domain_xml(dataclasses.replace(domain, filesystems=new.storage.filesystems())))
             self._claims.close()  # the domain's metadata claims its volumes, addresses and ports now
             apply_autostart(dom, pod)
