@@ -121,6 +121,25 @@ options:
         (after a host reboot). A new pod gets V(false), so that a host reboot brings back only the pods that ask for it.
         Changing it updates the pod in place.
     type: bool
+  scratch_size:
+    description:
+      - Size of the pod's scratch disk, such as V(512M) or V(2G) (whole MiB, V(64M) to V(16T)). It is a sparse file
+        on the host, C(<root>/scratch/<vm id>.raw), that holds the containers' writable layers and logs,
+        so that they take no guest memory and survive a pod restart, a guest reboot and a QEMU crash
+        (docs/runtime.md, "Scratch disk"). It takes host disk space only as the containers write, and
+        never more than this size; a container that fills it gets C(ENOSPC), not the guest's memory.
+      - V(0) gives the pod no scratch disk. Writable layers and logs are then in the guest's memory (tmpfs),
+        lost when the VM stops.
+      - A new pod gets V(1G). A pod made before this option existed has none until it is recreated.
+        Changing it recreates the VM with an empty disk (as a changed spec always does).
+    type: str
+  log_size:
+    description:
+      - Bound of each container's log, such as V(10M) (whole MiB, V(1M) to V(1G)). The guest keeps the
+        current file and one rotated file of at most this size each, on the scratch disk.
+        M(hyper.pods.hyper_pod_info) reads them (O(hyper.pods.hyper_pod_info#module:logs)).
+      - A new pod gets V(10M). Changing it recreates the VM.
+    type: str
   hostname:
     description:
       - Host name of the VM and of its containers (an RFC 1123 name). Defaults to O(name).
@@ -633,6 +652,13 @@ pod:
   returned: always
   type: dict
   contains:
+    scratch:
+      description:
+        - The pod VM's scratch disk (O(hyper.pods.hyper_pod#module:scratch_size)), C(null) when it has none.
+        - C(size) is its size in bytes, C(allocated) the bytes it takes on the host now (a sparse file).
+      returned: by M(hyper.pods.hyper_pod_info)
+      type: dict
+      sample: {size: 1073741824, allocated: 52428800}
     events:
       description:
         - What happened to the pod on the host, oldest first, at most 400, among C(created), C(started),
@@ -880,6 +906,8 @@ ARGUMENT_SPEC = with_common_args(
         "labels": {"type": "dict"},
         "restart_policy": {"type": "str", "choices": ["never", "on-failure", "always"]},
         "autostart": {"type": "bool"},
+        "scratch_size": {"type": "str"},
+        "log_size": {"type": "str"},
         "hostname": {"type": "str"},
         "guest_image": {"type": "str"},
         "kernel": {"type": "path"},

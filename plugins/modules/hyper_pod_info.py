@@ -50,6 +50,8 @@ options:
     description:
       - Return the last O(logs) lines of each container's log (stdout and stderr) in RV(pods[].containers[].logs).
       - V(0) returns no logs. Logs are read from running pods only.
+      - Each container's log is kept on the pod's scratch disk (O(hyper.pods.hyper_pod#module:scratch_size)), so it
+        survives pod restarts; it holds at most twice O(hyper.pods.hyper_pod#module:log_size) bytes, the oldest lines go first.
     type: int
     default: 0
   events:
@@ -61,6 +63,8 @@ options:
   since:
     description:
       - With O(events), only the events after this time (seconds since the epoch, as in the events' C(time)).
+      - With O(logs), only the log lines written after this time, by the guest's clock (the guest stamps
+        each line as it writes it; lines written before the pod had a log writer have no time and are left out).
     type: float
 notes:
   - Values that come from the guest (container states, logs) are data, never templates. Ansible treats
@@ -125,6 +129,13 @@ pods:
   type: list
   elements: dict
   contains:
+    scratch:
+      description:
+        - The pod VM's scratch disk (O(hyper.pods.hyper_pod#module:scratch_size)), C(null) when it has none.
+        - C(size) is its size in bytes, C(allocated) the bytes it takes on the host now (a sparse file).
+      returned: by M(hyper.pods.hyper_pod_info)
+      type: dict
+      sample: {size: 1073741824, allocated: 52428800}
     events:
       description:
         - What happened to the pod on the host, oldest first, at most 400, among C(created), C(started),

@@ -3,7 +3,7 @@
  * SPDX-License-Identifier: GPL-3.0-or-later
  *
  * hyper-exec: start a process in a container of a hyper pod at the cost of a fork, not of a crun exec.
- * docs/exec.md describes the design. One static binary, four roles:
+ * docs/exec.md describes the design. One static binary, five roles:
  *
  *   hyper-exec launch NAME
  *       guest root, run by the host when a command found no server (then through crun exec). Returns at
@@ -36,6 +36,9 @@
  *       When the client is killed (the host's timeout), the server SIGKILLs the command's process
  *       group and the command itself.
  *
+ *   hyper-exec log FILE MAX_BYTES
+ *       guest root: a container's log writer, lines stamped, the file rotated (cmd_log below).
+ *
  *   hyper-exec mcli NAME SOCKET LINE
  *       guest root: LINE to a unix socket of the container's own process (haproxy's master CLI), the
  *       answer on stdout (cmd_mcli below).
@@ -65,6 +68,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <grp.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef CONTAINERS_DIR /* the unit tests build it with a directory of their own */
@@ -994,6 +998,110 @@ static int cmd_mcli(int argc, char **argv)
 	}
 }
 
+/*
+ * hyper-exec log FILE MAX_BYTES
+ *     guest root, the end of a container supervisor's pipe (hyper-container start): every line read on
+ *     stdin goes to FILE with the guest's clock before it ("SECONDS.MICROSECONDS "); a line longer than
+ *     LOG_LINE_LIMIT is cut into several. Once FILE holds MAX_BYTES or more, it becomes FILE.1 (the one
+ *     before is dropped) and a new FILE starts: a container's log never takes more than about twice
+ *     MAX_BYTES, whatever it prints. Ends at the end of its input.
+ */
+#define LOG_LINE_LIMIT 16384
+#define LOG_READ_SIZE 65536
+
+static int log_open(const char *path, off_t *size)
+{
+	struct stat st;
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -1;
+	*size = fstat(fd, &st) == 0 ? st.st_size : 0;
+	return fd;
+}
+
+/* A full disk loses lines, never the container: its writes must not block on a log. */
+static void log_flush(int fd, const char *out, size_t *used, off_t *size)
+{
+	if (*used && write_all(fd, out, *used) == 0)
+		*size += (off_t)*used;
+	*used = 0;
+}
+
+static int cmd_log(int argc, char **argv)
+{
+	static char in[LOG_READ_SIZE];
+	/* Worst case: every input byte a newline, each with a stamp before it. */
+	static char out[LOG_READ_SIZE * 24 + 64];
+	char rotated[PATH_MAX];
+	char *end;
+	unsigned long long max;
+	size_t column = 0, used = 0;
+	off_t size = 0;
+	int fd, at_start = 1;
+
+	if (argc != 4 || argv[2][0] == '\0' || argv[3][0] == '\0')
+		goto usage;
+	errno = 0;
+	max = strtoull(argv[3], &end, 10);
+	if (errno || *end || max == 0)
+		goto usage;
+	if (snprintf(rotated, sizeof rotated, "%s.1", argv[2]) >= (int)sizeof rotated) {
+		say("log: %s: the name is too long", argv[2]);
+		return 2;
+	}
+	fd = log_open(argv[2], &size);
+	if (fd < 0) {
+		say("log: %s: %s", argv[2], strerror(errno));
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	for (;;) {
+		ssize_t n = read(0, in, sizeof in);
+		struct timespec now;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		clock_gettime(CLOCK_REALTIME, &now);
+		for (ssize_t i = 0; i < n; i++) {
+			if (at_start) {
+				/* Rotation between two lines only: no line is split over two files. */
+				if ((unsigned long long)(size + (off_t)used) >= max) {
+					log_flush(fd, out, &used, &size);
+					close(fd);
+					if (rename(argv[2], rotated) < 0)
+						say("log: rotating %s: %s", argv[2], strerror(errno));
+					fd = log_open(argv[2], &size);
+					if (fd < 0) {
+						say("log: %s: %s", argv[2], strerror(errno));
+						return 1;
+					}
+				}
+				used += (size_t)snprintf(out + used, 32, "%lld.%06ld ", (long long)now.tv_sec, now.tv_nsec / 1000);
+				at_start = 0;
+				column = 0;
+			}
+			out[used++] = in[i];
+			column++;
+			if (in[i] == '\n') {
+				at_start = 1;
+			} else if (column >= LOG_LINE_LIMIT) {
+				out[used++] = '\n';
+				at_start = 1;
+			}
+		}
+		log_flush(fd, out, &used, &size);
+	}
+	if (!at_start)
+		out[used++] = '\n';
+	log_flush(fd, out, &used, &size);
+	close(fd);
+	return 0;
+usage:
+	say("usage: hyper-exec log FILE MAX_BYTES");
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "run") == 0)
@@ -1004,6 +1112,8 @@ int main(int argc, char **argv)
 		return cmd_launch(argc, argv);
 	if (argc >= 2 && strcmp(argv[1], "mcli") == 0)
 		return cmd_mcli(argc, argv);
-	say("usage: hyper-exec run TOKEN NAME STDIN OUT ERR [-e K=V]... [-C DIR] -- ARGV... | launch NAME | serve | mcli NAME SOCKET LINE");
+	if (argc >= 2 && strcmp(argv[1], "log") == 0)
+		return cmd_log(argc, argv);
+	say("usage: hyper-exec run TOKEN NAME STDIN OUT ERR [-e K=V]... [-C DIR] -- ARGV... | launch NAME | serve | mcli NAME SOCKET LINE | log FILE MAX_BYTES");
 	return 2;
 }

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Optional, Sequence, TypedDict
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentCommandError, AgentError, ContainerError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import ExecResult, ExecTimeout, GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.logs import log_lines
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.replies import load_guest_json
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Deadline, Sleep, backoff
 
@@ -250,14 +251,17 @@ class GuestPod:
             raise AgentError(f"{self.agent.name}: hyper-container status failed: {_reason(result)}")
         return parse_status(_text(result.stdout))
 
-    def logs(self, name: str, lines: int = DEFAULT_LOG_LINES) -> str:
-        """The last ``lines`` lines of the container's stdout and stderr (restart markers included)."""
+    def logs(self, name: str, lines: int = DEFAULT_LOG_LINES, since: Optional[float] = None) -> str:
+        """The last ``lines`` lines of the container's stdout and stderr (restart markers included), without their times.
+
+        With ``since`` (seconds since the epoch, the guest's clock), only the lines written after it.
+        """
         if isinstance(lines, bool) or not isinstance(lines, int) or lines < 1:
             raise SpecError("lines", lines, "must be a whole number above 0")
         result = self._exec([GUEST_COMMAND, "logs", check_name(name), str(lines)])
         if result.rc != 0:
             raise ContainerError(name, f"cannot read its log in {self.agent.name}: {_reason(result)}")
-        return _text(result.stdout)
+        return "".join(line + "\n" for line in log_lines(_text(result.stdout), since))
 
     def log_tail(self, name: str, lines: int = LOG_TAIL_LINES) -> list[str]:
         """The log's last lines for an error message; empty when they cannot be read (never hides the real error)."""

@@ -54,6 +54,8 @@ SYNC_TIMEOUT = 3.0
 SERIAL_MAX = 20
 IMAGE_SERIAL_PREFIX = "hyper-img-"
 VOLUME_SERIAL_PREFIX = "hyper-vol-"
+# The pod VM's scratch disk (storage/scratch.py): the guest mounts it on CONTAINERS_DIR at boot.
+SCRATCH_SERIAL = "hyper-scratch"
 IMAGE_SERIAL = re.compile(r"^hyper-img-[0-9a-f]{10}$")
 # virtio-blk targets vda … vdzz; a pod has far fewer disks than that.
 MAX_DISKS = 26 + 26 * 26

@@ -182,8 +182,10 @@ class PodRuntime:
 
     # -- status ------------------------------------------------------------------------------
 
-    def status(self, dom: Domain, vm_id: str, logs: int = 0, names: Sequence[str] = ()) -> tuple[Optional[Mapping[str, Any]], dict[str, str]]:
-        """Container status from the guest (None when the agent does not answer), and log tails if asked."""
+    def status(
+        self, dom: Domain, vm_id: str, logs: int = 0, names: Sequence[str] = (), since: Optional[float] = None
+    ) -> tuple[Optional[Mapping[str, Any]], dict[str, str]]:
+        """Container status from the guest (None when the agent does not answer), and log tails if asked (after ``since``)."""
         try:
             guest = self.guest_pod(dom, vm_id)
             status = guest.status()
@@ -192,5 +194,5 @@ class PodRuntime:
         tails: dict[str, str] = {}
         for name in names if logs > 0 else ():
             with contextlib.suppress(HyperError):
-                tails[name] = guest.logs(name, logs)
+                tails[name] = guest.logs(name, logs, since) if since is not None else guest.logs(name, logs)
         return status, tails

@@ -19,13 +19,17 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.networks
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import stored_metadata
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.files import remove_pod_dir
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.scratch import remove_scratch
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import Domain, LibvirtClient
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import DiskSpec, DomainSpec, InterfaceSpec
 
 
 def kernel_cmdline(image: GuestImage, pod: StoredPod) -> str:
     """The image's kernel args, the pod's hostname for the guest init, then the user's extra args."""
-    parts = [image.kernel_args.strip(), f"hyper.hostname={pod.hostname}", pod.kernel_args.strip()]
+    parts = [image.kernel_args.strip(), f"hyper.hostname={pod.hostname}"]
+    if pod.log_size:  # each container's log bound (hyper-container); pods made before it keep the guest's default
+        parts.append(f"hyper.log_size={int(pod.log_size)}")
+    parts.append(pod.kernel_args.strip())
     return " ".join(part for part in parts if part)
 
 
@@ -54,6 +58,7 @@ def remove_files(root: str, vm_id: str) -> None:
         os.unlink(console_path(root, vm_id))
     forget_desired(root, vm_id)
     remove_pod_dir(root, vm_id)
+    remove_scratch(root, vm_id)
 
 
 def discard_vm(client: LibvirtClient, dom: Optional[Domain], root: str, vm_id: str) -> None:

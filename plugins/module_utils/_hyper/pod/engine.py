@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, ImageError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.manifest import GuestImage, resolve_image
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.boot_slots import BootSlots
@@ -59,6 +60,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.pod impo
     sync_timeout,
     volumes_to_purge,
 )
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.scratch import create_scratch, scratch_disk
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import DEFAULT_URI, Domain
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import render_domain_xml
 
@@ -276,6 +278,9 @@ class PodTask:
             pod = new.pod
             save_env(self.root, vm_id, clear_env(pod.to_json()))  # root only: the metadata keeps digests
             disks = [*new.disks, *new.storage.disks(len(new.disks))]
+            if pod.scratch_size:  # writable layers and logs off guest RAM (storage/scratch.py)
+                create_scratch(self.root, vm_id, pod.scratch_size)
+                disks.append(scratch_disk(self.root, vm_id, layout.disk_target(len(disks))))
             self_boot = bool(getattr(self.session, "self_boot", True))
             if self_boot:  # the guest brings the pod up from its config disk, at every boot
                 add_mounts([(c.name, c.config) for c in new.containers], pod)

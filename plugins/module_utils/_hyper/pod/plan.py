@@ -16,7 +16,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import
 
 # A change to any of these needs a new VM: they are in the domain XML, the kernel command line,
 # or the guest's containers, none of which a running guest can take over.
-RECREATE_FIELDS = ("accelerator", "containers", "guest", "hostname", "kernel_args", "memory", "vcpus", "volumes", "networks", "dns")
+RECREATE_FIELDS = ("accelerator", "containers", "guest", "hostname", "kernel_args", "memory", "vcpus", "volumes", "networks", "dns", "scratch_size", "log_size")
 # Only in the metadata: updated in place.
 METADATA_FIELDS = ("labels",)
 # Host-side only (nftables): updated in place, with the metadata.

@@ -26,6 +26,12 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.ports im
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import check_pod_name
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer, StoredFile, StoredMount
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.files import FileSpec, normalise_files, read_source, stored_file
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.scratch import (
+    DEFAULT_LOG_BYTES,
+    DEFAULT_SCRATCH_BYTES,
+    parse_log_size,
+    parse_scratch_size,
+)
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.volumes import (
     MountSpec,
     VolumeSpec,
@@ -74,6 +80,8 @@ FIELD_OPTIONS: dict[str, tuple[str, ...]] = {
     "dns": ("dns", "dns_search", "dns_options"),
     "restart_policy": ("restart_policy",),
     "autostart": ("autostart",),
+    "scratch_size": ("scratch_size",),
+    "log_size": ("log_size",),
 }
 CONTAINER_KEYS = ("name", "image", "command", "entrypoint", "env", "workdir", "user", "restart_policy", "stop_signal", "stop_timeout", "volumes", "files")
 
@@ -115,6 +123,9 @@ class PodSpec:
     dns: Mapping[str, Any] = field(default_factory=dict)
     restart_policy: str = DEFAULT_POD_RESTART_POLICY
     autostart: bool = DEFAULT_AUTOSTART
+    # The VM's scratch disk (storage/scratch.py) and each container's log bound, in bytes.
+    scratch_size: int = DEFAULT_SCRATCH_BYTES
+    log_size: int = DEFAULT_LOG_BYTES
 
     def to_stored(self, *, accelerator: str, guest: Mapping[str, Any], digests: Mapping[str, Optional[str]]) -> dict[str, Any]:
         """The JSON form kept in the domain metadata (``spec``), with host-resolved fields filled in.
@@ -140,6 +151,8 @@ class PodSpec:
             stored["volumes"] = [volume.stored() for volume in self.volumes]
         stored["restart_policy"] = self.restart_policy
         stored["autostart"] = self.autostart
+        stored["scratch_size"] = self.scratch_size
+        stored["log_size"] = self.log_size
         return stored
 
 
@@ -347,6 +360,8 @@ def normalise_pod(params: Mapping[str, Any]) -> tuple[PodSpec, frozenset[str]]:
         dns=normalise_dns(params),
         restart_policy=check_pod_restart_policy(params["restart_policy"]) if _given(params, "restart_policy") else DEFAULT_POD_RESTART_POLICY,
         autostart=_bool(params["autostart"], "autostart") if _given(params, "autostart") else DEFAULT_AUTOSTART,
+        scratch_size=parse_scratch_size(params["scratch_size"]) if _given(params, "scratch_size") else DEFAULT_SCRATCH_BYTES,
+        log_size=parse_log_size(params["log_size"]) if _given(params, "log_size") else DEFAULT_LOG_BYTES,
     )
     user_set = {fld for fld, options in FIELD_OPTIONS.items() if any(_given(params, option) for option in options)}
     if accelerator == "auto":

@@ -308,6 +308,10 @@ class StoredPod:
     # The pod restart policy and libvirt autostart (hostd/policy.py); None in pods made before they existed.
     restart_policy: Optional[str] = None
     autostart: Optional[bool] = None
+    # The scratch disk's bytes (0: none) and each container's log bound; None in pods made before them
+    # (no scratch disk: writable layers and logs in the guest's RAM).
+    scratch_size: Optional[int] = None
+    log_size: Optional[int] = None
 
     @classmethod
     def from_json(cls, data: object) -> StoredPod:
@@ -329,6 +333,8 @@ class StoredPod:
             volumes=tuple(StoredVolume.from_json(v, f"volumes[{i}]") for i, v in enumerate(_list(item, "volumes", ""))),
             restart_policy=_str(item, "restart_policy", ""),
             autostart=_get(item, "autostart", bool, ""),
+            scratch_size=_get(item, "scratch_size", int, ""),
+            log_size=_get(item, "log_size", int, ""),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -352,6 +358,10 @@ class StoredPod:
             out["restart_policy"] = self.restart_policy
         if self.autostart is not None:
             out["autostart"] = self.autostart
+        if self.scratch_size is not None:
+            out["scratch_size"] = self.scratch_size
+        if self.log_size is not None:
+            out["log_size"] = self.log_size
         return out
 
     def container(self, name: str) -> Optional[StoredContainer]:

@@ -14,6 +14,7 @@ import contextlib
 from typing import Any, Mapping, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import DEFAULT_ROOT
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.networks import network_view, static_view
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodRuntime
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import check_pod_name
@@ -21,6 +22,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.plan import 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import CurrentPod, FoundPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer, StoredPod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.scratch import scratch_usage
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import DEFAULT_URI
 
 MAX_LOG_LINES = 10000
@@ -65,18 +67,23 @@ def _view(pod: StoredPod, vm_id: Optional[str], uuid: Optional[str], state: str,
     }
 
 
-def pod_view(session: PodSession, found: Optional[FoundPod], logs: int = 0) -> dict[str, Any]:
-    """The ``pod`` dict of a pod as it is now; ``logs`` > 0 adds that many last log lines per container."""
+def pod_view(session: PodSession, found: Optional[FoundPod], logs: int = 0, since: Optional[float] = None, root: Optional[str] = None) -> dict[str, Any]:
+    """The ``pod`` dict of a pod as it is now; ``logs`` > 0 adds that many last log lines per container (after ``since``).
+
+    With the state ``root``, ``scratch`` tells the scratch disk's size and what it takes on the host.
+    """
     if found is None:
         return {}
     current = found.current
     pod = current.pod
     view = _view(pod, current.vm_id, current.uuid, current.state, current.running)
+    if root is not None and current.vm_id:
+        view["scratch"] = scratch_usage(root, current.vm_id)
     statuses: Optional[Mapping[str, Any]] = None
     tails: dict[str, str] = {}
     runtime = PodRuntime(session)
     if current.running and pod.containers:
-        statuses, tails = runtime.status(found.dom, current.vm_id, logs, [c.name for c in pod.containers])
+        statuses, tails = runtime.status(found.dom, current.vm_id, logs, [c.name for c in pod.containers], since)
     if current.running and view["networks"]:
         with contextlib.suppress(HyperError):  # an agent that does not answer: addresses unknown, as container states
             view["addresses"] = session.make_network(session.client).addresses(runtime.agent(found.dom, current.vm_id), current.vm_id, pod)
@@ -115,6 +122,7 @@ def pod_info(params: Mapping[str, Any], check_mode: bool = False, session: Optio
     if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
         raise SpecError("labels", labels, "must be a mapping of strings to strings")
     logs = int(params.get("logs") or 0)
+    since = float(params["since"]) if params.get("since") else None
     if not 0 <= logs <= MAX_LOG_LINES:
         raise SpecError("logs", logs, f"must be between 0 and {MAX_LOG_LINES}")
     task = session or PodSession(str(params.get("uri") or DEFAULT_URI))
@@ -126,7 +134,7 @@ def pod_info(params: Mapping[str, Any], check_mode: bool = False, session: Optio
                 continue
             if any(dict(pod.labels).get(key) != value for key, value in labels.items()):
                 continue
-            pods.append(pod_view(task, found, logs))
+            pods.append(pod_view(task, found, logs, since, str(params.get("root") or DEFAULT_ROOT)))
     result: dict[str, Any] = {"changed": False, "pods": pods}
     if name is not None:
         result["exists"] = bool(pods)

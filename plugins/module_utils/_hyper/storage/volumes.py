@@ -85,8 +85,12 @@ def check_volume_name(value: object, option: str) -> str:
     return value
 
 
-def parse_size(value: object, option: str) -> int:
-    """``1G``, ``512M``, ``512MiB``, ``1073741824`` (bytes) → bytes, a whole number of MiB."""
+def _human(size: int) -> str:
+    return f"{size >> 40}T" if size >= 1 << 40 and not size % (1 << 40) else f"{size >> 30}G" if not size % (1 << 30) else f"{size >> 20}M"
+
+
+def parse_size(value: object, option: str, low: int = MIN_VOLUME_BYTES, high: int = MAX_VOLUME_BYTES) -> int:
+    """``1G``, ``512M``, ``512MiB``, ``1073741824`` (bytes) → bytes, a whole number of MiB from ``low`` to ``high``."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise SpecError(option, value, "must be a size such as 512M or 2G")
     if isinstance(value, int) and not -(10**20) < value < 10**20:
@@ -98,8 +102,8 @@ def parse_size(value: object, option: str) -> int:
     size = int(match.group(1)) * _UNITS[match.group(2).upper()]
     if size % (1 << 20):
         raise SpecError(option, value, "must be a whole number of MiB")
-    if not MIN_VOLUME_BYTES <= size <= MAX_VOLUME_BYTES:
-        raise SpecError(option, value, f"must be between {MIN_VOLUME_BYTES >> 20}M and {MAX_VOLUME_BYTES >> 40}T")
+    if not low <= size <= high:
+        raise SpecError(option, value, f"must be between {low >> 20}M and {_human(high)}")
     return size
 
 

@@ -31,6 +31,8 @@ class DiskSpec:
     serial: str
     readonly: bool = True
     format: str = "raw"
+    # The guest's discards free the host file's blocks (a sparse scratch disk stays small).
+    discard: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ def render_domain_xml(spec: DomainSpec) -> str:
     _sub(devices, "controller", type="usb", model="none")
     for disk in spec.disks:
         element = _sub(devices, "disk", type="file", device="disk")
-        _sub(element, "driver", name="qemu", type=disk.format)
+        _sub(element, "driver", name="qemu", type=disk.format, **({"discard": "unmap"} if disk.discard else {}))
         _sub(element, "source", file=disk.path)
         _sub(element, "target", dev=disk.target, bus="virtio")
         _sub(element, "serial", disk.serial)

@@ -140,6 +140,13 @@ def test_logs_prints_the_last_lines(guest: Path) -> None:
     assert (hc(guest, "logs", "quiet").returncode, hc(guest, "logs", "quiet").stdout) == (0, "")
 
 
+def test_logs_reads_across_the_rotated_file(guest: Path) -> None:
+    directory = container(guest, "web", log="".join(f"new {i}\n" for i in range(3)))
+    (directory / "log.1").write_text("".join(f"old {i}\n" for i in range(10)))
+    assert hc(guest, "logs", "web", "5").stdout == "old 8\nold 9\nnew 0\nnew 1\nnew 2\n"
+    assert hc(guest, "logs", "web", "2").stdout == "new 1\nnew 2\n"
+
+
 def test_remove_of_an_absent_container_is_no_error(guest: Path) -> None:
     result = hc(guest, "remove", "ghost")
     assert (result.returncode, result.stdout) == (0, "absent\n")

@@ -10,6 +10,7 @@ binary is built with its container directory under tmp_path.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -280,3 +281,69 @@ def test_mcli_bad_or_missing(binary: tuple[Path, Path], master: tuple[Path, Path
 def test_mcli_without_a_container_process(binary: tuple[Path, Path]) -> None:
     done = mcli(binary, "nobody", "/run/m.sock", "show proc")
     assert done.returncode == 6 and b"has no process" in done.stderr
+
+
+# -- log: a container's log writer -------------------------------------------------------------------
+
+STAMP = re.compile(rb"^[0-9]{10,12}\.[0-9]{6} ")
+
+
+def log(binary: tuple[Path, Path], path: Path, limit: int, data: bytes) -> subprocess.CompletedProcess[bytes]:
+    exe, _containers = binary
+    return subprocess.run([str(exe), "log", str(path), str(limit)], input=data, capture_output=True, timeout=60, check=False)
+
+
+def test_log_stamps_every_line_and_ends_the_last(binary: tuple[Path, Path], tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    before = time.time()
+    assert log(binary, path, 1 << 20, b"one\ntwo\n\nno newline").returncode == 0
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and len(lines) == 5
+    assert [STAMP.sub(b"", line) for line in lines[:-1]] == [b"one", b"two", b"", b"no newline"]
+    stamp = float(lines[0].split(b" ")[0])
+    assert before - 1 <= stamp <= time.time() + 1
+    assert oct(path.stat().st_mode & 0o777) == "0o640"
+
+
+def test_log_appends_to_what_is_there(binary: tuple[Path, Path], tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    path.write_bytes(b"old line\n")
+    log(binary, path, 1 << 20, b"new line\n")
+    assert path.read_bytes().startswith(b"old line\n") and path.read_bytes().endswith(b" new line\n")
+
+
+def test_log_rotates_between_lines_and_keeps_one_old_file(binary: tuple[Path, Path], tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    limit = 100_000
+    data = b"".join(b"%07d %s\n" % (i, b"x" * 90) for i in range(10_000))  # ~1 MB: rotated ten times
+    assert log(binary, path, limit, data).returncode == 0
+    old = tmp_path / "log.1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log", "log.1"]
+    assert path.stat().st_size <= limit + 200 and limit <= old.stat().st_size <= limit + 200
+    for item in (old, path):
+        lines = item.read_bytes().splitlines()
+        assert all(STAMP.match(line) and len(line) == 18 + 98 for line in lines)
+    # The newest lines are the last ones written, in order, with none missing across the two files.
+    numbers = [int(STAMP.sub(b"", line).split(b" ")[0]) for item in (old, path) for line in item.read_bytes().splitlines()]
+    assert numbers == list(range(numbers[0], 10_000))
+
+
+def test_log_cuts_a_very_long_line(binary: tuple[Path, Path], tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    log(binary, path, 1 << 20, b"y" * 40_000 + b"\n")
+    lines = path.read_bytes().splitlines()
+    assert [len(STAMP.sub(b"", line)) for line in lines] == [16384, 16384, 40_000 - 2 * 16384]
+
+
+@pytest.mark.parametrize("args", [["log"], ["log", "x"], ["log", "x", "0"], ["log", "x", "12k"], ["log", "", "10"], ["log", "x", "10", "y"]])
+def test_log_bad_arguments(binary: tuple[Path, Path], args: list[str], tmp_path: Path) -> None:
+    exe, _containers = binary
+    done = subprocess.run([str(exe), *args], capture_output=True, check=False, stdin=subprocess.DEVNULL, cwd=tmp_path, timeout=20)
+    assert done.returncode == 2 and done.stderr.startswith(b"hyper-exec")
+
+
+def test_log_refuses_a_planted_link(binary: tuple[Path, Path], tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    (tmp_path / "log").symlink_to(target)
+    done = log(binary, tmp_path / "log", 1 << 20, b"line\n")
+    assert done.returncode == 1 and not target.exists()

@@ -23,6 +23,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (
     HyperError,
     ImageError,
     LibvirtFailure,
+    SpecError,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import PreparedContainer
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.boot_slots import BootQueueTimeout, BootSlots
@@ -201,8 +202,8 @@ class FakeGuestPod:
         self._maybe_fail("status")
         return {k: dict(v) for k, v in self.guest.items()}
 
-    def logs(self, name: str, lines: int) -> str:
-        self.calls.append(f"logs {name} {lines}")
+    def logs(self, name: str, lines: int, since: Optional[float] = None) -> str:
+        self.calls.append(f"logs {name} {lines}" + (f" since {since}" if since is not None else ""))
         return f"log of {name}\nline 2\n"
 
     def wait_running(self, names: Sequence[str], timeout: float) -> None:
@@ -299,9 +300,9 @@ def test_create_and_start(h: Harness) -> None:
     (dom,) = h.pods()
     assert re.fullmatch(r"hyper-[0-9a-f]{8}", dom.vm_name)
     assert dom.title == "pe-test-1" and dom.active and dom.memory == 128
-    assert dom.cmdline == "console=ttyS0 quiet hyper.hostname=pe-test-1"
+    assert dom.cmdline == "console=ttyS0 quiet hyper.hostname=pe-test-1 hyper.log_size=10485760"
     assert dom.console == str(h.root / "run" / f"{dom.vm_name}.console.log")
-    assert dom.serials == ["hyper-img-1111111111"]  # one disk for the image both containers share
+    assert dom.serials == ["hyper-img-1111111111", "hyper-scratch"]  # one disk for the image both containers share, then the scratch disk
     meta = dom.meta
     assert meta["name"] == "pe-test-1" and meta["spec_hash"].startswith("sha256:")
     assert [c["name"] for c in meta["spec"]["containers"]] == ["web", "sleeper"]
@@ -488,6 +489,7 @@ def test_absent_removes_the_vm_and_its_files_only(h: Harness) -> None:
     result = h.run(state="absent", containers=None)
     assert result["actions"] == ["remove"] and result["pod"] == {}
     assert h.pods() == [] and not os.path.exists(dom.console)
+    assert not os.path.exists(h.root / "scratch" / f"{dom.vm_name}.raw")  # the scratch disk goes with the VM
     assert result["diff"]["after"] == {"state": "absent"}
     assert os.path.exists(h.root / "images" / "default" / "initrd.img")
     assert h.run(state="absent")["changed"] is False
@@ -547,7 +549,32 @@ def test_failure_to_start_the_vm_leaves_nothing(h: Harness) -> None:
     h.client.start_error = LibvirtFailure("starting domain: Cannot access storage file")
     with pytest.raises(PodError, match="starting the VM failed: starting domain: Cannot access storage file"):
         h.run()
-    assert h.pods() == []
+    assert h.pods() == [] and os.listdir(h.root / "scratch") == []
+
+
+def test_the_scratch_disk_and_log_size(h: Harness) -> None:
+    h.run(scratch_size="256M", log_size="2M")
+    (dom,) = h.pods()
+    path = h.root / "scratch" / f"{dom.vm_name}.raw"
+    assert os.stat(path).st_size == 256 << 20 and dom.serials[-1] == "hyper-scratch"
+    assert str(dom.cmdline).endswith(" hyper.log_size=2097152")
+    assert dom.meta["spec"]["scratch_size"] == 256 << 20 and dom.meta["spec"]["log_size"] == 2 << 20
+    assert h.run(scratch_size="256M", log_size="2M")["changed"] is False
+    assert h.run()["changed"] is False  # not given: not compared
+    result = h.run(scratch_size="0")
+    assert result["actions"] == ["recreate", "start"]
+    (new,) = h.pods()
+    assert "hyper-scratch" not in new.serials and not path.exists() and os.listdir(h.root / "scratch") == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "needle"),
+    [("scratch_size", "10M", "between 64M and 16T"), ("log_size", "2G", "between 1M and 1G"), ("scratch_size", "lots", "such as 512M")],
+)
+def test_a_bad_scratch_or_log_size_changes_nothing(h: Harness, option: str, value: str, needle: str) -> None:
+    with pytest.raises(SpecError, match=f"option {option}='{value}': .*{needle}"):
+        h.run(False, True, **{option: value})
+    assert h.pods() == [] and not (h.root / "scratch").exists()
 
 
 def hold_every_boot_slot(h: Harness, queue_timeout: float) -> Any:
@@ -636,7 +663,7 @@ def test_a_new_image_digest_recreates(h: Harness) -> None:
     h.digests["docker://busybox:1.36"] = "sha256:" + "2" * 64
     result = h.run()
     assert result["actions"] == ["recreate", "start"]
-    assert h.pods()[0].serials == ["hyper-img-2222222222"] and not old.defined
+    assert h.pods()[0].serials == ["hyper-img-2222222222", "hyper-scratch"] and not old.defined
 
 
 def test_info_filters_and_reports_containers_and_logs(h: Harness) -> None:

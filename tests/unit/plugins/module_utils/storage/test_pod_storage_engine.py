@@ -105,7 +105,7 @@ def test_create_attaches_the_volume_and_the_share_and_injects_the_file(h: Storag
     result = h.run(**params(h))
     assert result["actions"] == ["create", "start"]
     (dom,) = h.pods()
-    assert dom.serials == ["hyper-img-1111111111", volume_serial("data")]
+    assert dom.serials == ["hyper-img-1111111111", volume_serial("data"), "hyper-scratch"]
     assert '<source type="memfd" />' in dom.xml and f'<source dir="{h.root / "share"}" />' in dom.xml
     assert volume(h).read_bytes() == b"new volume"
     execs = [argv for argv in h.agent.execs if argv[0] != "sync"]
