@@ -16,7 +16,8 @@ Subcommands print one JSON object on stdout:
             (with its ``.config`` and ``modules.builtin``) in ``<cache>/pod-<digest>/``. A finished build is never redone.
 
 The build is reproducible: timestamp, user, host and build number are pinned, so the same
-source, fragment and toolchain give the same bytes (the role's integration test builds twice).
+source, fragment and toolchain give the same bytes (the integration test compares a build with
+a reference build of the same inputs).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The guest_image role with guest_image_kernel_build on the real stack: the first run compiles
 # the pod kernel (or finds it in the cache), a second run and a check-mode run change nothing,
-# the image holds the ELF vmlinux its manifest names, and a pod with containers, a network,
-# volumes, a virtio-fs share, services, exec and the data channel runs on it. The image and the
-# pod are removed at the end; the compiled kernel stays in the cache (<root>/cache/kernels).
+# the image holds the ELF vmlinux its manifest names, a throwaway VM on it takes a disk and an
+# interface attached live and reports a kernel panic through pvpanic (devices.py), and one pod
+# with containers, a network with a port mapping, volumes, a virtio-fs share, services, exec and
+# the data channel runs on it. The image, the pod and the VM are removed at the end; the compiled
+# kernel stays in the cache (<root>/cache/kernels).
 set -euo pipefail
 NAME="it-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
 OUT=$(mktemp)
@@ -28,3 +30,6 @@ sha2=$(sha256sum "/var/lib/hyper/images/$NAME/vmlinux" | cut -d' ' -f1)
 [ "$sha1" = "$sha2" ] || { echo "vmlinux changed between two runs: $sha1 $sha2" >&2; exit 1; }
 run image.yml "$@"
 run pod.yml "$@"
+# After pod.yml: its setup_hyper_host made the network "hyper". The collection as ansible-test
+# laid it out: <dir>/ansible_collections/hyper/pods/tests/integration/targets/<this>.
+PYTHONPATH="$(cd ../../../../../../.. && pwd)" python devices.py /var/lib/hyper "$NAME" hyper
