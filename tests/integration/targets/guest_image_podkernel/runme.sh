@@ -30,6 +30,6 @@ sha2=$(sha256sum "/var/lib/hyper/images/$NAME/vmlinux" | cut -d' ' -f1)
 [ "$sha1" = "$sha2" ] || { echo "vmlinux changed between two runs: $sha1 $sha2" >&2; exit 1; }
 run image.yml "$@"
 run pod.yml "$@"
-# After pod.yml: its setup_hyper_host made the network "hyper". The collection as ansible-test
-# laid it out: <dir>/ansible_collections/hyper/pods/tests/integration/targets/<this>.
-PYTHONPATH="$(cd ../../../../../../.. && pwd)" python devices.py /var/lib/hyper "$NAME" hyper
+# After pod.yml: its setup_hyper_host made the network "hyper". The library is imported from the
+# collection ansible-test runs (this directory is somewhere under .../ansible_collections/hyper/pods/).
+PYTHONPATH="${PWD%%/ansible_collections/*}" python devices.py /var/lib/hyper "$NAME" hyper
