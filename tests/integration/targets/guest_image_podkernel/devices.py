@@ -91,7 +91,7 @@ def check(root: str, image_name: str, network: str) -> None:
         console_log=console,
         agent_channel=image.agent_channel,
     )
-    libvirt, _ = import_libvirt()
+    libvirt = import_libvirt()[0]
     live = libvirt.VIR_DOMAIN_AFFECT_LIVE
     with LibvirtClient.open() as client, tempfile.TemporaryDirectory(prefix="pk-dev-") as scratch:
         dom = client.create_transient(domain_xml(spec))
