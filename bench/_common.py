@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import statistics
@@ -50,6 +51,18 @@ class Sample:
     create: float  # createXML call (libvirt prepares and starts QEMU)
     ping: float  # create → first answered guest-ping
     exec: float  # create → guest-exec of the command finished
+    init: Optional[float] = None  # kernel init: guest uptime at the init's first marker (uptime 0 → /init), from the console
+
+
+def init_uptime(console: str) -> Optional[float]:
+    """Guest uptime of the init's ``hyper-init: <uptime> stage1`` console marker: the kernel's own init (uptime 0 → /init)."""
+    try:
+        with open(console, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    match = re.search(r"hyper-init: (\d+\.\d+) stage1", text)
+    return float(match.group(1)) if match else None
 
 
 class Tracker:
@@ -176,7 +189,7 @@ def run_baseline(tracker: Tracker, root: str, image: GuestImage, memory: int, co
         executed = time.monotonic() - start
         if status.get("exitcode") != 0:
             raise RuntimeError(f"{name}: {command} exited {status.get('exitcode')}: {base64.b64decode(status.get('err-data', ''))!r}")
-        return Sample(created, pinged, executed)
+        return Sample(created, pinged, executed, init_uptime(console))
     finally:
         tracker.cleanup()
         remove(console)

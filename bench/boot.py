@@ -9,6 +9,12 @@ fixed sleeps, on the same kernel and initrd. Prints medians and the ratio ours/b
 
     bench/boot.py --images default                 # images already under <root>/images/
     bench/boot.py --build gzip,lz4,zstd,none       # build bench-<comp> with the guest_image role first
+    bench/boot.py --images default,podkernel       # the package kernel against the built pod kernel
+    bench/boot.py --images podkernel --args-variants 'reboot=k,i8042.noaux'   # each extra boot argument on its own
+
+With several images, a last table compares each with the first one (kernel init, create →
+ping, create → exec, and the ratios). ``--args-variants`` boots each image once more per
+comma-separated argument, appended to its manifest's kernel args, as its own row.
 
 Every domain it starts is named bench-* and destroyed, also on Ctrl-C.
 """
@@ -23,9 +29,10 @@ import secrets
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from typing import Callable, Optional
 
-from _common import REPO, Sample, Tracker, console_path, load_average, median, remove, run_baseline, sigterm_interrupts
+from _common import REPO, Sample, Tracker, console_path, init_uptime, load_average, median, remove, run_baseline, sigterm_interrupts
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent, LibvirtAgentTransport
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.manifest import GuestImage, load_image
@@ -66,7 +73,7 @@ def run_ours(tracker: Tracker, root: str, image: GuestImage, accelerator: str, m
         executed = time.monotonic() - start
         if result.rc != 0:
             raise RuntimeError(f"{name}: {command} exited {result.rc}: {result.stderr!r}")
-        return Sample(created, pinged, executed)
+        return Sample(created, pinged, executed, init_uptime(console))
     finally:
         tracker.cleanup()
         remove(console)
@@ -111,9 +118,32 @@ def field_median(samples: list[Sample], field: str) -> float:
     return median(getattr(s, field) for s in samples)
 
 
+def init_median(samples: list[Sample]) -> float:
+    values = [s.init for s in samples if s.init is not None]
+    return median(values) if values else float("nan")
+
+
+def print_images(rows: list[tuple[str, int, list[Sample], list[Sample]]]) -> None:
+    """Each image against the first one (give the package kernel's image first): medians of ours and their ratio."""
+    first = rows[0]
+    print(f"\nimages against {first[0]} (medians of ours; ratio = image / {first[0]}, lower is better)")
+    header = f"{'image':<14} | {'kernel init':>11} {'ratio':>5} | {'create → ping':>13} {'ratio':>5} | {'create → exec':>13} {'ratio':>5}"
+    print(header)
+    print("-" * len(header))
+    for name, _size, ours, _base in rows:
+        cells = [f"{name:<14}"]
+        init, init0 = init_median(ours), init_median(first[2])
+        cells.append(f"{init:>11.3f} {init / init0:>5.2f}")
+        for field in ("ping", "exec"):
+            value, value0 = field_median(ours, field), field_median(first[2], field)
+            cells.append(f"{value:>13.3f} {value / value0:>5.2f}")
+        print(" | ".join(cells))
+
+
 def print_table(rows: list[tuple[str, int, list[Sample], list[Sample]]], runs: int) -> None:
     header = (
         f"{'image':<14} {'initrd':>8} | {'create ours':>11} {'base':>6} | {'ping ours':>9} {'base':>6} {'ratio':>5} | {'exec ours':>9} {'base':>6} {'ratio':>5}"
+        f" | {'init':>5}"
     )
     load = load_average()
     print(f"\nmedians of {runs} runs, seconds from createXML; ratio = ours / baseline (lower is better); load average now {load}")
@@ -125,7 +155,11 @@ def print_table(rows: list[tuple[str, int, list[Sample], list[Sample]]], runs: i
         for field in ("ping", "exec"):
             o, b = field_median(ours, field), field_median(base, field)
             cells.append(f"{o:>9.3f} {b:>6.3f} {o / b:>5.2f}")
+        cells.append(f"{init_median(ours):>5.3f}")
         print(" | ".join(cells))
+    print("init: guest uptime at the init's first marker (the kernel's own init, uptime 0 → /init), median of ours")
+    if len(rows) > 1:
+        print_images(rows)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -139,6 +173,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--memory", type=int, default=256)
     parser.add_argument("--command", default="true", help="command run through guest-exec (split on spaces)")
     parser.add_argument("--json", help="also write the samples to this file")
+    parser.add_argument("--args-variants", default="", help="comma-separated kernel arguments, each measured as its own row appended to every image's")
     args = parser.parse_args(argv)
 
     images = [n for n in args.images.split(",") if n]
@@ -153,28 +188,31 @@ def main(argv: Optional[list[str]] = None) -> int:
     os.makedirs(os.path.join(args.root, "run"), exist_ok=True)
 
     sigterm_interrupts()
-    rows = []
+    rows: list[tuple[str, int, list[Sample], list[Sample]]] = []
     with LibvirtClient.open(args.uri) as client:
         tracker = Tracker(client)
         try:
-            for name in images:
-                image = load_image(args.root, name)
-                ours: list[Sample] = []
-                base: list[Sample] = []
-                runners: list[tuple[list[Sample], Callable[[], Sample]]] = [
-                    (ours, functools.partial(run_ours, tracker, args.root, image, accelerator, args.memory, command)),
-                    (base, functools.partial(run_baseline, tracker, args.root, image, args.memory, command)),
-                ]
-                for run in range(args.runs):
-                    # Alternate who goes first so that drift in host load hits both sides alike.
-                    for samples, runner in runners if run % 2 == 0 else runners[::-1]:
-                        samples.append(runner())
+            variants = [(name, load_image(args.root, name)) for name in images]
+            for arg in (a for a in args.args_variants.split(",") if a):
+                variants += [(f"{name}+{arg}", replace(image, kernel_args=f"{image.kernel_args} {arg}")) for name, image in variants[: len(images)]]
+            samples: dict[str, tuple[list[Sample], list[Sample]]] = {name: ([], []) for name, _image in variants}  # (ours, baseline)
+            for run in range(args.runs):
+                # Images interleaved within each run, and who goes first alternating, so that drift
+                # in host load hits every image and both sides alike.
+                for name, image in variants:
+                    ours, base = samples[name]
+                    runners: list[tuple[list[Sample], Callable[[], Sample]]] = [
+                        (ours, functools.partial(run_ours, tracker, args.root, image, accelerator, args.memory, command)),
+                        (base, functools.partial(run_baseline, tracker, args.root, image, args.memory, command)),
+                    ]
+                    for target, runner in runners if run % 2 == 0 else runners[::-1]:
+                        target.append(runner())
                     print(
-                        f"{name} run {run + 1}/{args.runs}: ours ping {ours[-1].ping:.2f}s exec {ours[-1].exec:.2f}s, "
+                        f"{name} run {run + 1}/{args.runs}: ours ping {ours[-1].ping:.2f}s exec {ours[-1].exec:.2f}s init {ours[-1].init}, "
                         f"baseline ping {base[-1].ping:.2f}s exec {base[-1].exec:.2f}s",
                         flush=True,
                     )
-                rows.append((name, os.path.getsize(image.initrd), ours, base))
+            rows = [(name, os.path.getsize(image.initrd), *samples[name]) for name, image in variants]
         except KeyboardInterrupt:
             print("interrupted; cleaning up", file=sys.stderr)
             return 130

@@ -22,6 +22,11 @@ own part (initramfs unpack, slowest gaps); they are reported apart, not in the m
 
     PYTHONPATH=.build/collections .venv/bin/python bench/pod_start.py             # 5 runs
     PYTHONPATH=.build/collections .venv/bin/python bench/pod_start.py --runs 9 --json /tmp/pod.json
+    PYTHONPATH=.build/collections .venv/bin/python bench/pod_start.py --image default,podkernel   # package vs built kernel
+
+With several images (comma-separated, the package kernel's first) the runs of all images are
+interleaved and a last table compares each with the first: kernel init (guest uptime 0 → /init),
+VM start → agent answers, call → containers running, as medians with the ratio to the first.
 
 A warm-up create+remove comes first (image cache warm), excluded. Every pod is named bench-pod-*
 and every raw domain bench-raw-*; all are destroyed (pods undefined) also on Ctrl-C and SIGTERM.
@@ -289,7 +294,7 @@ class Bench:
         container: dict[str, Any] = {"name": CONTAINER, "image": self.args.container_image, "command": ["sleep", "3600"], "stop_timeout": 0}
         if volumes:
             container["volumes"] = [{"name": v["name"], "path": f"/mnt/{v['name']}"} for v in volumes]
-        params.update(memory=self.args.memory, accelerator=self.args.accelerator, guest_image=self.args.image, containers=[container], volumes=volumes or None)
+        params.update(memory=self.args.memory, accelerator=self.args.accelerator, guest_image=self.image.name, containers=[container], volumes=volumes or None)
         if kernel_args:
             params["kernel_args"] = kernel_args
         return params
@@ -468,11 +473,38 @@ def print_summary(ours: Sequence[PodSample], base: Sequence[Sample], load_before
     print(f"ratio ours (call → running) / baseline (createXML → ping) = {wall / ping:.2f};  / baseline + crun exec = {wall / crun:.2f}")
 
 
+def kernel_init(sample: PodSample) -> Optional[float]:
+    """The kernel's own init: guest uptime 0 → the init's first marker (/init running)."""
+    begin, end = sample.at("kernel"), sample.at("stage1")
+    return end - begin if begin is not None and end is not None else None
+
+
+def print_images(results: Sequence[tuple[str, Sequence[PodSample]]]) -> None:
+    """Each image against the first one: medians and their ratio (lower is better)."""
+    def medians(samples: Sequence[PodSample]) -> tuple[float, float, float]:
+        inits = [v for s in samples if (v := kernel_init(s)) is not None]
+        return (
+            median(inits) if inits else float("nan"),
+            median(s.timings.get("agent_ready", float("nan")) for s in samples),
+            median(s.wall for s in samples),
+        )
+
+    first_name, first = results[0]
+    base = medians(first)
+    print(f"\nimages against {first_name} (medians of ours; ratio = image / {first_name})")
+    header = f"{'image':<14} | {'kernel init':>11} {'ratio':>5} | {'VM start → agent':>16} {'ratio':>5} | {'call → running':>14} {'ratio':>5}"
+    print(header)
+    print("-" * len(header))
+    for name, samples in results:
+        values = medians(samples)
+        print(f"{name:<14} | " + " | ".join(f"{v:>{w}.3f} {v / b:>5.2f}" for v, b, w in zip(values, base, (11, 16, 14))))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--kernel-log", type=int, default=1, metavar="N", help=f"extra runs with {KERNEL_LOG_ARGS!r} for the kernel split (0: none)")
-    parser.add_argument("--image", default="default", help="guest image name under <root>/images/")
+    parser.add_argument("--image", default="default", help="guest image name(s) under <root>/images/, comma-separated (the first is the reference)")
     parser.add_argument("--container-image", default=DEFAULT_IMAGE)
     parser.add_argument("--root", default="/var/lib/hyper")
     parser.add_argument("--uri", default="qemu:///system")
@@ -485,42 +517,62 @@ def main(argv: Optional[list[str]] = None) -> int:
     if resolve_accelerator(args.accelerator, args.root) != "tcg":
         parser.error("the baseline XML is written for TCG (type='qemu'); run with --accelerator tcg")
     args.accelerator = "tcg"
-    image = load_image(args.root, args.image)
+    images = [load_image(args.root, name) for name in args.image.split(",") if name]
+    if not images:
+        parser.error("give --image")
     sigterm_interrupts()
     load_before = load_average()
-    ours: list[PodSample] = []
-    base: list[Sample] = []
-    profiled: list[PodSample] = []
+    ours: dict[str, list[PodSample]] = {i.name: [] for i in images}
+    base: dict[str, list[Sample]] = {i.name: [] for i in images}
+    profiled: dict[str, list[PodSample]] = {i.name: [] for i in images}
     with LibvirtClient.open(args.uri) as client:
-        bench = Bench(client, args, image)
+        benches = [Bench(client, args, image) for image in images]
         try:
-            print("warm-up: one pod create + remove (image cache), not counted", flush=True)
-            bench.run_ours()
-            runners: list[Callable[[], None]] = [lambda: ours.append(bench.run_ours()), lambda: base.append(bench.run_baseline())]
+            for bench in benches:
+                print(f"warm-up {bench.image.name}: one pod create + remove (image cache), not counted", flush=True)
+                bench.run_ours()
             for run in range(args.runs):
-                # Alternate who goes first so that drift in host load hits both sides alike.
-                for runner in runners if run % 2 == 0 else runners[::-1]:
-                    runner()
-                o, b = ours[-1], base[-1]
-                print(
-                    f"run {run + 1}/{args.runs}: ours agent {o.timings.get('agent_ready', 0):.2f}s running {o.wall:.2f}s, "
-                    f"baseline ping {b.ping:.2f}s crun {b.exec:.2f}s; load {load_average()}",
-                    flush=True,
-                )
+                for bench in benches:
+                    name = bench.image.name
+                    runners: list[Callable[[], None]] = [
+                        lambda b=bench, n=name: ours[n].append(b.run_ours()),  # type: ignore[misc]
+                        lambda b=bench, n=name: base[n].append(b.run_baseline()),  # type: ignore[misc]
+                    ]
+                    # Alternate who goes first so that drift in host load hits both sides alike.
+                    for runner in runners if run % 2 == 0 else runners[::-1]:
+                        runner()
+                    o, b = ours[name][-1], base[name][-1]
+                    print(
+                        f"{name} run {run + 1}/{args.runs}: ours agent {o.timings.get('agent_ready', 0):.2f}s running {o.wall:.2f}s "
+                        f"kernel init {kernel_init(o) or float('nan'):.2f}s, baseline ping {b.ping:.2f}s crun {b.exec:.2f}s; load {load_average()}",
+                        flush=True,
+                    )
             for run in range(args.kernel_log):
-                profiled.append(bench.run_ours(KERNEL_LOG_ARGS))
-                print(f"kernel-log run {run + 1}/{args.kernel_log}: running {profiled[-1].wall:.2f}s", flush=True)
+                for bench in benches:
+                    profiled[bench.image.name].append(bench.run_ours(KERNEL_LOG_ARGS))
+                    print(f"{bench.image.name} kernel-log run {run + 1}/{args.kernel_log}: running {profiled[bench.image.name][-1].wall:.2f}s", flush=True)
         except KeyboardInterrupt:
             print("interrupted; cleaning up", file=sys.stderr)
             return 130
         finally:
-            bench.cleanup()
-    print_summary(ours, base, load_before)
-    print_breakdown(ours)
-    print_kernel(profiled)
+            for bench in benches:
+                bench.cleanup()
+    for image in images:
+        if len(images) > 1:
+            print(f"\n===== image {image.name} (kernel {image.kernel_version}) =====")
+        print_summary(ours[image.name], base[image.name], load_before)
+        print_breakdown(ours[image.name])
+        print_kernel(profiled[image.name])
+    if len(images) > 1:
+        print_images([(i.name, ours[i.name]) for i in images])
+        print(f"load average now {load_average()}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"ours": [vars(s) for s in ours], "baseline": [vars(s) for s in base], "kernel_log": [vars(s) for s in profiled]}, handle, indent=2)
+            dump = {
+                name: {"ours": [vars(s) for s in ours[name]], "baseline": [vars(s) for s in base[name]], "kernel_log": [vars(s) for s in profiled[name]]}
+                for name in ours
+            }
+            json.dump(dump if len(images) > 1 else dump[images[0].name], handle, indent=2)
     return 0
 
 

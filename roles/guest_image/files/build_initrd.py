@@ -10,8 +10,9 @@ Subcommands print one JSON object on stdout:
 
 ``resolve-package``  follow a kernel metapackage to the real kernel package (read only).
 ``extract-kernel``   unpack a downloaded kernel package into a cache dir and run depmod.
-``build``            assemble the initrd and write vmlinuz, initrd.img and manifest.json
-                     into the image dir, replacing a file only when its bytes differ.
+``build``            assemble the initrd and write vmlinuz (vmlinux for a kernel build_kernel.py
+                     built), initrd.img and manifest.json into the image dir, replacing a file
+                     only when its bytes differ.
 
 Everything that decides the initrd's bytes is pure and deterministic (sorted entries,
 uid/gid 0, fixed mtimes, no timestamps in compressed headers), so the same inputs give
@@ -521,6 +522,36 @@ def cmd_extract_kernel(args: argparse.Namespace) -> Dict[str, object]:
     return {"changed": True, **kernel_tree_info(dest)}
 
 
+# What the manifest records of a pod kernel build (build_kernel.py's build.json): the inputs, not the timing.
+BUILD_RECORD_KEYS = ("digest", "source_package", "source_version", "source_sha256", "fragment_sha256", "toolchain")
+
+
+def built_kernel(root: str, compression: str) -> Tuple[Dict[str, object], bytes, str]:
+    """(manifest record, vmlinux bytes, release) of a kernel build_kernel.py left in ``root``."""
+    try:
+        record = json.loads(read_text(os.path.join(root, "build.json")))
+    except (OSError, ValueError) as exc:
+        raise BuildError(f"{root}/build.json: no finished pod kernel build there ({exc}); run the role again") from exc
+    vmlinux = read_bytes(os.path.join(root, "vmlinux"))
+    if not vmlinux.startswith(b"\x7fELF"):
+        raise BuildError(f"{root}/vmlinux is not an ELF kernel")
+    if sha256_hex(vmlinux) != record.get("vmlinux_sha256"):
+        raise BuildError(f"{root}/vmlinux does not match its build.json (sha256 differs); delete {root} and run the role again")
+    option = COMPRESSION_CONFIG[compression]
+    if option and not kernel_config_enabled(read_text(os.path.join(root, "config")), option):
+        raise BuildError(f"guest_image_compression: the pod kernel cannot unpack {compression!r} initrds ({option} is not set)")
+    return {key: record.get(key) for key in BUILD_RECORD_KEYS}, vmlinux, str(record.get("release") or "unknown")
+
+
+def check_built_in(root: str, wanted: Sequence[str], optional: Sequence[str]) -> ModulePlan:
+    """The pod kernel has no modules: each of guest_image_modules must be built in (modules.builtin)."""
+    path = os.path.join(root, "modules.builtin")
+    if not os.path.isfile(path):
+        raise BuildError(f"{path} is missing: delete {root} and run the role again")
+    builtin = parse_modules_builtin(read_text(path))
+    return resolve_modules({}, wanted, optional, builtin)
+
+
 def package_version(query: Sequence[str], package: str) -> str:
     return run([*query, package]).strip()
 
@@ -642,7 +673,14 @@ def cmd_build(args: argparse.Namespace) -> Dict[str, object]:
     initrd_cfg = config.get("initrd")
 
     kernel: Dict[str, str] = {}
-    if kernel_cfg["source"] == "package":
+    kernel_file = "vmlinuz"
+    build_record: Optional[Dict[str, object]] = None
+    if kernel_cfg["source"] == "build":
+        # The pod kernel (build_kernel.py): an ELF vmlinux booted through its PVH entry, no modules.
+        build_record, vmlinuz, release = built_kernel(str(kernel_cfg["root"]), compression)
+        check_built_in(str(kernel_cfg["root"]), [str(m) for m in config["modules"]], [str(m) for m in config["modules_optional"]])
+        kernel_file = "vmlinux"
+    elif kernel_cfg["source"] == "package":
         kernel = kernel_tree_info(str(kernel_cfg["root"]))
         vmlinuz = read_bytes(kernel["vmlinuz"])
         option = COMPRESSION_CONFIG[compression]
@@ -676,6 +714,7 @@ def cmd_build(args: argparse.Namespace) -> Dict[str, object]:
             "package": kernel_cfg.get("package"),
             "version": release,
             "sha256": sha256_hex(vmlinuz),
+            **({"file": kernel_file, "build": build_record} if build_record is not None else {}),
         },
         "initrd": {"compression": initrd_compression, "sha256": sha256_hex(initrd), "size": len(initrd)},
         "components": versions,
@@ -690,9 +729,15 @@ def cmd_build(args: argparse.Namespace) -> Dict[str, object]:
         os.makedirs(out_dir, mode=0o755, exist_ok=True)
     changed_files = [
         name
-        for name, data in (("vmlinuz", vmlinuz), ("initrd.img", initrd), ("manifest.json", manifest_bytes))  # manifest last: written = complete
+        for name, data in ((kernel_file, vmlinuz), ("initrd.img", initrd), ("manifest.json", manifest_bytes))  # manifest last: written = complete
         if write_if_changed(os.path.join(out_dir, name), data, check)
     ]
+    # The other kind of kernel file, left from an image built the other way, goes.
+    stale = os.path.join(out_dir, "vmlinuz" if kernel_file == "vmlinux" else "vmlinux")
+    if os.path.exists(stale):
+        changed_files.append(os.path.basename(stale))
+        if not check:
+            os.unlink(stale)
     return {
         "changed": bool(changed_files),
         "changed_files": changed_files,

@@ -17,6 +17,8 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml 
 
 IMAGES_DIR = "images"
 KERNEL_FILE = "vmlinuz"
+# vmlinux: the uncompressed ELF kernel the guest_image role builds (booted through its PVH entry).
+KERNEL_FILES = (KERNEL_FILE, "vmlinux")
 INITRD_FILE = "initrd.img"
 MANIFEST_FILE = "manifest.json"
 # Used only with explicit kernel+initrd paths, where no manifest says better.
@@ -65,8 +67,16 @@ def _kernel_args(value: object, path: str) -> str:
     raise ImageError(f"{path}: kernel_args must be a string or a list of strings, not {value!r}")
 
 
+def _kernel_file(kernel_info: object, path: str) -> str:
+    """The kernel's file name in the image dir: ``vmlinuz``, or the manifest's ``kernel.file`` (``vmlinux`` of a built kernel)."""
+    name = kernel_info.get("file", KERNEL_FILE) if isinstance(kernel_info, dict) else KERNEL_FILE
+    if name not in KERNEL_FILES:
+        raise ImageError(f"{path}: kernel.file must be one of {', '.join(KERNEL_FILES)}, not {name!r}")
+    return str(name)
+
+
 def load_image(root: str, name: str) -> GuestImage:
-    """The image ``<root>/images/<name>/`` (vmlinuz, initrd.img, manifest.json)."""
+    """The image ``<root>/images/<name>/`` (vmlinuz or vmlinux, initrd.img, manifest.json)."""
     directory = image_dir(root, name)
     manifest_path = os.path.join(directory, MANIFEST_FILE)
     try:
@@ -76,12 +86,12 @@ def load_image(root: str, name: str) -> GuestImage:
         raise ImageError(f"guest image {name!r} not found ({manifest_path} is missing): {_BUILD_IT}") from None
     except OSError as err:
         raise ImageError(f"cannot read {manifest_path}: {err.strerror}") from None
-    kernel = os.path.join(directory, KERNEL_FILE)
+    kernel_info = manifest.get("kernel")
+    kernel = os.path.join(directory, _kernel_file(kernel_info, manifest_path))
     initrd = os.path.join(directory, INITRD_FILE)
     for path in (kernel, initrd):
         if not os.path.isfile(path):
             raise ImageError(f"guest image {name!r} is incomplete ({path} is missing): {_BUILD_IT} again")
-    kernel_info = manifest.get("kernel")
     version = kernel_info.get("version") if isinstance(kernel_info, dict) else None
     components = manifest.get("components")
     return GuestImage(

@@ -360,10 +360,17 @@ class HaproxyGuest:
         ``Loading failure!`` in the container's log and the old worker keeps serving.
         """
         master = self._master_pid()
-        before = self._workers(master)
-        offset = self._log_size()
         deadline = Deadline(self.reload_timeout, self._clock)
         delays = backoff(0.1, cap=1.0)
+        before = self._workers(master)
+        # A master that has not forked its first worker yet is still starting (a container just
+        # started, seen on a fast-booting guest; its master socket is not there yet either, so
+        # reload() came here): a signal now is lost and that first worker would pass for the
+        # reload's. Wait for it first.
+        while not before and not deadline.expired:
+            self._sleep(min(next(delays), max(deadline.remaining, 0.0)))
+            before = self._workers(master)
+        offset = self._log_size()
         signal_at = self._clock()
         while True:
             if self._clock() >= signal_at:

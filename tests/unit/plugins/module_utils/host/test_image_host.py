@@ -64,6 +64,20 @@ def test_image_by_name_reads_the_manifest(tmp_path: Path) -> None:
     assert image.components["crun"] == "1.8.1-1+deb12u1"
 
 
+@pytest.mark.parametrize(
+    ("kernel", "files", "expected"),
+    [
+        ({"version": "6.1.0-41-cloud-amd64"}, ("vmlinuz", "initrd.img"), "vmlinuz"),
+        ({"file": "vmlinuz"}, ("vmlinuz", "initrd.img"), "vmlinuz"),
+        ({"file": "vmlinux", "version": "6.1.192"}, ("vmlinux", "initrd.img"), "vmlinux"),
+        ("not a dict", ("vmlinuz", "initrd.img"), "vmlinuz"),
+    ],
+)
+def test_kernel_file_from_the_manifest(tmp_path: Path, kernel: Any, files: tuple[str, ...], expected: str) -> None:
+    directory = make_image(tmp_path, "k", {**MANIFEST, "kernel": kernel}, files)
+    assert resolve_image(str(tmp_path), "k").kernel == str(directory / expected)
+
+
 def test_kernel_args_override_and_list_form(tmp_path: Path) -> None:
     make_image(tmp_path, "listy", {**MANIFEST, "kernel_args": ["console=ttyS0", "quiet"], "agent_channel": "org.x.0"})
     assert resolve_image(str(tmp_path), "listy").kernel_args == "console=ttyS0 quiet"
@@ -80,6 +94,9 @@ def test_kernel_args_override_and_list_form(tmp_path: Path) -> None:
         (MANIFEST, ("vmlinuz",), "initrd.img is missing"),
         (MANIFEST, ("initrd.img",), "vmlinuz is missing"),
         ({**MANIFEST, "kernel_args": 3}, ("vmlinuz", "initrd.img"), "kernel_args must be"),
+        ({**MANIFEST, "kernel": {"file": "vmlinux"}}, ("vmlinuz", "initrd.img"), "vmlinux is missing"),
+        ({**MANIFEST, "kernel": {"file": "../../etc/passwd"}}, ("vmlinuz", "initrd.img"), "kernel.file must be one of vmlinuz, vmlinux"),
+        ({**MANIFEST, "kernel": {"file": 7}}, ("vmlinuz", "initrd.img"), "not 7"),
     ],
 )
 def test_broken_images_are_image_errors(tmp_path: Path, manifest: Any, files: tuple[str, ...], needle: str) -> None:

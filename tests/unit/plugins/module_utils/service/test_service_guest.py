@@ -169,6 +169,29 @@ def test_reload_signal_sent_again_when_lost(fake: FakeGuest, haproxy: HaproxyGue
     assert clock.now - start >= RESIGNAL_SECONDS
 
 
+def test_reload_waits_for_the_first_worker_of_a_starting_master(fake: FakeGuest, clock: FakeClock) -> None:
+    """A master still starting has no worker (nor master socket: reload() goes by signal); a signal then is lost and its first worker is no reload."""
+    log = b"[NOTICE] Reloading HAProxy\n[NOTICE] New worker (9) forked\n[NOTICE] Loading success.\n[NOTICE] path to executable is /usr/sbin/haproxy\n"
+    _reload_script(fake, log, new_worker_after=0)
+    fake.files[CHILDREN] = b""
+
+    def kill(argv: list[str]) -> Run:
+        if fake.files[CHILDREN]:  # only a master with a worker acts on the signal
+            fake.files[CHILDREN] += b"301 "
+        return Run()
+
+    fake.runs[("kill", "-USR2", "234")] = [kill]
+
+    def sleep(seconds: float) -> None:
+        fake.files[CHILDREN] = fake.files[CHILDREN] or b"300 "  # the first worker is forked meanwhile
+        clock.sleep(seconds)
+
+    haproxy = HaproxyGuest(GuestAgent(fake, name="pod web", clock=clock, sleep=clock.sleep), "haproxy", reload_timeout=30, clock=clock, sleep=sleep)
+    haproxy.reload()
+    assert fake.files[CHILDREN] == b"300 301 "  # the reload's own worker, not the first one
+    assert fake.argvs.count(["kill", "-USR2", "234"]) == 1
+
+
 def test_reload_failure_carries_the_alerts(fake: FakeGuest, haproxy: HaproxyGuest) -> None:
     log = (
         b"[NOTICE]   (1) : Reloading HAProxy\n"
