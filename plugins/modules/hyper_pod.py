@@ -354,15 +354,19 @@ options:
     elements: raw
   ports:
     description:
-      - Port mappings from the host to the pod, applied with nftables in the table C(ip hyper_pods) of
-        the collection's own. They target the pod's address on its first network.
+      - Port mappings from the host to the pod, applied with nftables in the tables C(ip hyper_pods) and
+        C(ip6 hyper_pods) of the collection's own. They target the pod's address on its first network,
+        its static address or its DHCP lease in libvirt's network (IPv4), the SLAAC address of its MAC in
+        the network's IPv6 /64 (IPv6); never an address the guest reports.
       - The rules are added when the pod starts and removed when it stops or is removed; a run on a
         running pod puts back rules that went missing (action V(sync_ports)). Changing O(ports) updates
         the rules in place (action V(update_ports)); the VM keeps running.
       - A host port that another pod maps already (same protocol, same or any O(ports[].host_ip)) fails
         the task before anything is created.
-      - The mappings answer on the host's non-loopback addresses, from the host itself and from other
-        machines; not on C(127.0.0.1).
+      - The mappings answer on the host's addresses from other machines and from the host itself, C(127.0.0.1)
+        included, as with C(docker run -p). For that the collection sets
+        C(net.ipv4.conf.<bridge>.route_localnet=1) on the bridge of the pod's first network, next to rules that
+        drop packets from that bridge to or from C(127.0.0.0/8). See C(docs/networking.md).
       - When not given, a new pod maps no port and an existing pod keeps its mappings.
     type: list
     elements: dict
@@ -384,7 +388,14 @@ options:
         default: tcp
       host_ip:
         description:
-          - Host IPv4 address the mapping answers on. Defaults to all of the host's addresses.
+          - Host address the mapping answers on. Defaults to all of the host's IPv4 addresses (C(127.0.0.1)
+            included) and, when the pod's first network has an IPv6 subnet, all of its IPv6 addresses.
+          - An IPv4 address (V(127.0.0.1) too) or V(0.0.0.0) (the same as leaving it out).
+          - An IPv6 address of the host, or V(::) for all of them; the pod's first network must have an IPv6
+            /64 (C(<ip family='ipv6' prefix='64'>) in its libvirt definition), or the task fails before anything
+            is created. The network C(hyper) of the hyper.pods.host role has none.
+          - V(::1) is refused, Linux cannot forward IPv6 loopback traffic to another host (there is no
+            C(route_localnet) for IPv6); use V(127.0.0.1).
         type: str
   dns:
     description:

@@ -174,6 +174,8 @@ class NetworkInfo:
     dhcp_ranges: tuple[tuple[ipaddress.IPv4Address, ipaddress.IPv4Address], ...] = ()
     # The network's metadata asks the collection to masquerade its subnet (the host role's network).
     masquerade: bool = False
+    # Its first IPv6 <ip> (a /64 for SLAAC): IPv6 port mappings go to the pod's EUI-64 address in it.
+    subnet6: Optional[ipaddress.IPv6Network] = None
 
     @property
     def subnet(self) -> Optional[ipaddress.IPv4Network]:
@@ -186,6 +188,11 @@ def parse_network_xml(name: str, xml: str, active: bool) -> NetworkInfo:
     bridge = root.find("bridge")
     gateway = None
     ranges = []
+    subnet6 = None
+    for ip in root.findall("ip"):
+        if ip.get("family") == "ipv6" and ip.get("address"):
+            subnet6 = ipaddress.IPv6Interface(f"{ip.get('address')}/{ip.get('prefix') or '64'}").network
+            break
     for ip in root.findall("ip"):
         if ip.get("family", "ipv4") != "ipv4" or not ip.get("address"):
             continue
@@ -196,7 +203,7 @@ def parse_network_xml(name: str, xml: str, active: bool) -> NetworkInfo:
         break
     marker = root.find(f"metadata/{{{NAT_NS}}}nat")
     masquerade = marker is not None and (marker.text or "").strip() == "masquerade"
-    return NetworkInfo(name, active, bridge.get("name") if bridge is not None else None, gateway, tuple(ranges), masquerade)
+    return NetworkInfo(name, active, bridge.get("name") if bridge is not None else None, gateway, tuple(ranges), masquerade, subnet6)
 
 
 def lookup_network(conn: Any, name: str) -> Optional[NetworkInfo]:

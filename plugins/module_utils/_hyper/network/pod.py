@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.network import families
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.leases import target_address
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.networks import (
     NetworkInfo,
@@ -41,6 +42,8 @@ class PortsApi(Protocol):
     def remove(self, vm_id: str) -> bool: ...
 
     def ensure_nat(self, network: str, subnet: str) -> bool: ...
+
+    def ensure_localnet(self, bridge: str) -> bool: ...
 
 
 class PodNetworkApi(Protocol):
@@ -68,10 +71,13 @@ class PodNetwork:
         ports: Optional[PortsApi] = None,
         lookup: Optional[Callable[[LibvirtClient, str], Optional[NetworkInfo]]] = None,
         leases: Optional[Callable[[str, str], Sequence[Any]]] = None,
+        ports6: Optional[PortsApi] = None,
     ) -> None:
         self.client = client
         self._leases = leases or client.network_leases
         self.ports: PortsApi = ports or NftPorts()
+        # The IPv6 table; a PodNetwork given only a ``ports`` fake (tests) has none.
+        self.ports6: Optional[PortsApi] = ports6 if ports6 is not None else (NftPorts(family=families.IPV6) if ports is None else None)
         self._lookup = lookup or (lambda client, name: lookup_network(client.conn, name))
         self._infos: dict[str, Optional[NetworkInfo]] = {}
 
@@ -99,8 +105,21 @@ class PodNetwork:
             joined = networks if new or "networks" in user_set or current is None else current.networks
             if ports and not joined:
                 raise SpecError("ports", [port_text(p) for p in ports], "a pod without networks (networks: none) cannot map ports")
+            self._check_ipv6(ports, joined[0].name if joined else "")
             check_clashes(desired.name, ports, others)
         return desired if networks == desired.networks else replace(desired, networks=networks)
+
+    def _check_ipv6(self, ports: Sequence[StoredPort], first: str) -> None:
+        """An IPv6 mapping needs an IPv6 subnet on the pod's first network (its ports go there)."""
+        info = self.info(first) if first else None
+        for index, mapping in enumerate(ports):
+            if families.explicit_ipv6(mapping) and (info is None or info.subnet6 is None):
+                raise SpecError(
+                    f"ports[{index}].host_ip",
+                    mapping.host_ip,
+                    f"is IPv6, and the pod's first network {first} has no IPv6 subnet to forward to (an <ip family='ipv6' prefix='64'> "
+                    "in its libvirt definition); map the port on an IPv4 address, or make the pod's first network one with IPv6",
+                )
 
     def prepare_guest(self, agent: GuestAgent, vm_id: str, pod: StoredPod, containers: Sequence[str]) -> None:
         infos = self._ready_infos(pod)
@@ -149,17 +168,30 @@ class PodNetwork:
         lease libvirt's network holds for the pod's MAC; never what the guest (``agent``) reports.
         """
         infos = self.infos(pod)
-        nat_changed = self.ensure_nat(infos)  # lost to a reboot or a flush: put back
+        changed = self.ensure_nat(infos)  # lost to a reboot or a flush: put back
         ports = pod.ports
-        address = None
+        address = address6 = None
         if ports:
             if not pod.networks:
                 raise HyperError(f"pod {pod.name}: ports need a network, and the pod has none")
             network = pod.networks[0]
             info = infos.get(network.name)
             subnet = info.subnet if info is not None else None
-            address = str(target_address(vm_id, network, guest_mac(vm_id, 0), subnet, self._leases, f"pod {pod.name}"))
-        return self.ports.sync(vm_id, address, ports, live_vms) or nat_changed
+            if any(families.in_family(p, families.IPV4) for p in ports):
+                address = str(target_address(vm_id, network, guest_mac(vm_id, 0), subnet, self._leases, f"pod {pod.name}"))
+            # IPv6: the SLAAC address of the MAC the host gave the interface, in the network's prefix (host truth too).
+            if info is not None and info.subnet6 is not None and any(families.in_family(p, families.IPV6) for p in ports):
+                address6 = str(families.eui64(guest_mac(vm_id, 0), info.subnet6))
+            # 127.0.0.1 of the host reaches the pod: the bridge's guard, masquerade and route_localnet (network/localnet.py).
+            if address is not None and info is not None and info.bridge and any(families.covers_loopback(p) for p in ports):
+                changed = self.ports.ensure_localnet(info.bridge) or changed
+        changed = self.ports.sync(vm_id, address, ports, live_vms) or changed
+        if self.ports6 is not None:
+            changed = self.ports6.sync(vm_id, address6, ports, live_vms) or changed
+        return changed
 
     def remove_ports(self, vm_id: str) -> bool:
-        return self.ports.remove(vm_id)
+        removed = self.ports.remove(vm_id)
+        if self.ports6 is not None:
+            removed = self.ports6.remove(vm_id) or removed
+        return removed

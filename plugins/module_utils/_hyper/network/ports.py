@@ -7,13 +7,17 @@
 The rules live in a table of the collection's own, ``ip hyper_pods``, and nowhere else:
 
 - base chains ``prerouting`` and ``output`` (nat, priority dstnat) jump to ``ports`` for packets to
-  one of the host's own addresses (``fib daddr type local``; loopback excluded, see docs/networking.md);
+  one of the host's own addresses (``fib daddr type local``; ``output`` for loopback too, see
+  network/localnet.py; ``prerouting`` never for loopback);
 - ``ports`` holds one rule per mapping (a range is one rule when host and pod ranges are equal),
   each with the comment ``<vm id> <fingerprint>``, the fingerprint a hash of all the pod's rules.
 
 A pod's rules are replaced in one ``nft -j -f -`` transaction (JSON: no rule text is ever built
 from user strings), so a re-run never duplicates them; they are added when the pod starts and
 removed when it stops or goes. Rules whose VM no longer exists are removed on the way.
+
+IPv6 mappings live in the twin table ``ip6 hyper_pods`` (same chains, ``NftPorts(family="ip6")``);
+which mappings go where is network/families.py's.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.commands import CommandFailed, Runner, run
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.network import families, localnet
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.leases import check_target
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredPod, StoredPort
 
@@ -90,15 +95,7 @@ def normalise_ports(value: object) -> list[dict[str, Any]]:
         protocol = item.get("protocol") or "tcp"
         if protocol not in PROTOCOLS:
             raise SpecError(f"{where}.protocol", protocol, f"must be one of {', '.join(PROTOCOLS)}")
-        host_ip = item.get("host_ip")
-        if host_ip is not None:
-            try:
-                parsed = ipaddress.IPv4Address(host_ip)
-            except ValueError:
-                raise SpecError(f"{where}.host_ip", host_ip, "must be an IPv4 address of this host (or left out: all of them)") from None
-            if parsed.is_loopback:
-                raise SpecError(f"{where}.host_ip", host_ip, "loopback is not supported: use an address of the host's interfaces")
-            host_ip = None if parsed.is_unspecified else str(parsed)
+        host_ip = families.parse_host_ip(item.get("host_ip"), f"{where}.host_ip")
         mapping = StoredPort(host_ip, host, pod, protocol)
         for earlier_index, earlier in enumerate(out):
             if overlaps(earlier, mapping):
@@ -114,7 +111,7 @@ def overlaps(a: StoredPort, b: StoredPort) -> bool:
     """Two mappings take the same host port: same protocol, overlapping ranges, and the same or any address."""
     if a.protocol != b.protocol:
         return False
-    if a.host_ip and b.host_ip and a.host_ip != b.host_ip:
+    if not families.same_addresses(a.host_ip, b.host_ip):
         return False
     return bool(a.host_port[0] <= b.host_port[1] and b.host_port[0] <= a.host_port[1])
 
@@ -146,12 +143,18 @@ def _port_expr(low: int, high: int) -> Any:
     return low if low == high else {"range": [low, high]}
 
 
-def pod_rules(vm_id: str, address: str, ports: Sequence[StoredPort]) -> list[dict[str, Any]]:
-    """The ``ports`` chain rules of one pod (JSON ``rule`` objects), each with the comment ``<vm id> <fingerprint>``."""
+def pod_rules(vm_id: str, address: str, ports: Sequence[StoredPort], family: str = FAMILY) -> list[dict[str, Any]]:
+    """The ``ports`` chain rules of one pod (JSON ``rule`` objects), each with the comment ``<vm id> <fingerprint>``.
+
+    ``family``: ``ip`` (IPv4 target, the mappings on IPv4 addresses) or ``ip6`` (IPv6 target, those on IPv6 ones).
+    """
     # Defence in depth: the caller gives the host's truth (network/leases.py); refuse anything odd all the same.
-    target = str(check_target(address, None, f"the port rules of VM {vm_id}"))
+    what = f"the port rules of VM {vm_id}"
+    target = str(families.check_target6(address, None, what) if family == families.IPV6 else check_target(address, None, what))
     bodies: list[list[dict[str, Any]]] = []
     for mapping in ports:
+        if not families.in_family(mapping, family):
+            continue
         proto = mapping.protocol
         (hlow, hhigh), (plow, phigh) = mapping.host_port, mapping.pod_port
         # Same numbers: one rule that keeps the port; otherwise one rule per port.
@@ -160,8 +163,8 @@ def pod_rules(vm_id: str, address: str, ports: Sequence[StoredPort]) -> list[dic
         pairs: list[tuple[tuple[int, int], Optional[int]]] = [((hlow, hhigh), None)] if same else list(spelled)
         for (low, high), pod_port in pairs:
             expr: list[dict[str, Any]] = []
-            if mapping.host_ip:
-                expr.append({"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": mapping.host_ip}})
+            if mapping.host_ip and mapping.host_ip != families.ALL_IPV6:
+                expr.append({"match": {"op": "==", "left": {"payload": {"protocol": family, "field": "daddr"}}, "right": mapping.host_ip}})
             expr.append({"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "dport"}}, "right": _port_expr(low, high)}})
             dnat: dict[str, Any] = {"addr": target}
             if pod_port is not None:
@@ -170,20 +173,31 @@ def pod_rules(vm_id: str, address: str, ports: Sequence[StoredPort]) -> list[dic
             bodies.append(expr)
     fingerprint = hashlib.sha256(json.dumps([target, bodies], sort_keys=True).encode()).hexdigest()[:12]
     comment = f"{vm_id} {fingerprint}"
-    return [{"family": FAMILY, "table": TABLE, "chain": PORTS_CHAIN, "expr": body, "comment": comment} for body in bodies]
+    return [{"family": family, "table": TABLE, "chain": PORTS_CHAIN, "expr": body, "comment": comment} for body in bodies]
 
 
-def base_commands() -> list[dict[str, Any]]:
-    """Create the table and chains if missing, and (re)write the two jump rules (idempotent)."""
+# The jump rules carry this comment; a table whose jumps lack it has the older shape (no loopback in output): rewritten.
+BASE_COMMENT = "hyper-pods base 2"
+
+
+def base_commands(family: str = FAMILY) -> list[dict[str, Any]]:
+    """Create the table and chains if missing, and (re)write the two jump rules (idempotent).
+
+    ``prerouting`` never jumps for loopback (such packets from outside are martians); ``output`` does:
+    the host's own ``127.0.0.1:PORT`` reaches the pod (network/localnet.py; IPv4 only).
+    """
     local = {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}}
-    not_loopback = {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": {"prefix": {"addr": "127.0.0.0", "len": 8}}}}
-    commands: list[dict[str, Any]] = [{"add": {"table": {"family": FAMILY, "name": TABLE}}}]
-    commands.append({"add": {"chain": {"family": FAMILY, "table": TABLE, "name": PORTS_CHAIN}}})
+    loopback: Any = "::1" if family == families.IPV6 else {"prefix": {"addr": "127.0.0.0", "len": 8}}
+    not_loopback = {"match": {"op": "!=", "left": {"payload": {"protocol": family, "field": "daddr"}}, "right": loopback}}
+    commands: list[dict[str, Any]] = [{"add": {"table": {"family": family, "name": TABLE}}}]
+    commands.append({"add": {"chain": {"family": family, "table": TABLE, "name": PORTS_CHAIN}}})
     for name, hook in BASE_CHAINS.items():
-        chain = {"family": FAMILY, "table": TABLE, "name": name, "type": "nat", "hook": hook, "prio": -100, "policy": "accept"}
+        chain = {"family": family, "table": TABLE, "name": name, "type": "nat", "hook": hook, "prio": -100, "policy": "accept"}
+        expr = [local, not_loopback] if hook == "prerouting" or family == families.IPV6 else [local]
+        rule = {"family": family, "table": TABLE, "chain": name, "expr": [*expr, {"jump": {"target": PORTS_CHAIN}}], "comment": BASE_COMMENT}
         commands.append({"add": {"chain": chain}})
-        commands.append({"flush": {"chain": {"family": FAMILY, "table": TABLE, "name": name}}})
-        commands.append({"add": {"rule": {"family": FAMILY, "table": TABLE, "chain": name, "expr": [local, not_loopback, {"jump": {"target": PORTS_CHAIN}}]}}})
+        commands.append({"flush": {"chain": {"family": family, "table": TABLE, "name": name}}})
+        commands.append({"add": {"rule": rule}})
     return commands
 
 
@@ -239,7 +253,7 @@ def parse_chain(listing: Mapping[str, Any]) -> list[ExistingRule]:
 
 
 def sync_commands(
-    existing: Sequence[ExistingRule], vm_id: str, desired: Sequence[Mapping[str, Any]], live_vms: Optional[set[str]] = None
+    existing: Sequence[ExistingRule], vm_id: str, desired: Sequence[Mapping[str, Any]], live_vms: Optional[set[str]] = None, family: str = FAMILY
 ) -> list[dict[str, Any]]:
     """The commands that make the pod's rules ``desired`` (and drop rules of VMs not in ``live_vms``); [] when in step."""
     mine = [r for r in existing if r.vm_id == vm_id]
@@ -248,7 +262,7 @@ def sync_commands(
     in_step = len(mine) == len(desired) and all(r.fingerprint in want for r in mine)
     commands: list[dict[str, Any]] = []
     for rule in stale + ([] if in_step else mine):
-        commands.append({"delete": {"rule": {"family": FAMILY, "table": TABLE, "chain": PORTS_CHAIN, "handle": rule.handle}}})
+        commands.append({"delete": {"rule": {"family": family, "table": TABLE, "chain": PORTS_CHAIN, "handle": rule.handle}}})
     if not in_step:
         commands += [{"add": {"rule": dict(rule)}} for rule in desired]
     return commands
@@ -256,9 +270,10 @@ def sync_commands(
 
 @dataclass
 class NftPorts:
-    """The host's port rules through the ``nft`` command (JSON in and out)."""
+    """The host's port rules through the ``nft`` command (JSON in and out); ``family`` ``ip6`` for the IPv6 table."""
 
     runner: Runner = run
+    family: str = FAMILY
 
     def _nft(self, *args: str, stdin: Optional[str] = None) -> str:
         argv = [NFT, "-j", *args]
@@ -275,18 +290,20 @@ class NftPorts:
 
     def _rules(self) -> list[ExistingRule]:
         try:
-            listing = json.loads(self._nft("-a", "list", "chain", FAMILY, TABLE, PORTS_CHAIN))
+            listing = json.loads(self._nft("-a", "list", "chain", self.family, TABLE, PORTS_CHAIN))
         except PortsError:
             return []  # no table yet
         return parse_chain(listing)
 
     def _base_ok(self) -> bool:
         try:
-            listing = json.loads(self._nft("list", "table", FAMILY, TABLE))
+            listing = json.loads(self._nft("list", "table", self.family, TABLE))
         except PortsError:
             return False
-        chains = {item["chain"]["name"] for item in listing.get("nftables") or [] if isinstance(item, Mapping) and "chain" in item}
-        jumps = {item["rule"]["chain"] for item in listing.get("nftables") or [] if isinstance(item, Mapping) and "rule" in item}
+        items = [item for item in listing.get("nftables") or [] if isinstance(item, Mapping)]
+        chains = {item["chain"].get("name") for item in items if isinstance(item.get("chain"), Mapping)}
+        rules = [item["rule"] for item in items if isinstance(item.get("rule"), Mapping)]
+        jumps = {rule.get("chain") for rule in rules if rule.get("comment") == BASE_COMMENT}
         return chains >= {PORTS_CHAIN, *BASE_CHAINS} and jumps >= set(BASE_CHAINS)
 
     def sync(self, vm_id: str, address: Optional[str], ports: Sequence[StoredPort], live_vms: Optional[Callable[[], set[str]]] = None) -> bool:
@@ -295,15 +312,15 @@ class NftPorts:
         ``live_vms`` (asked after the rules are read, so a pod created meanwhile is not taken for
         gone) names the VMs that exist: rules of other VMs are removed.
         """
-        desired = pod_rules(vm_id, address, ports) if ports and address else []
+        desired = pod_rules(vm_id, address, ports, self.family) if ports and address else []
         changed = False
         if desired and not self._base_ok():
-            self._apply(base_commands())
+            self._apply(base_commands(self.family))
             changed = True
         own = 0
         for attempt in (1, 2):
             existing = self._rules()
-            commands = sync_commands(existing, vm_id, desired, live_vms() if live_vms is not None else None)
+            commands = sync_commands(existing, vm_id, desired, live_vms() if live_vms is not None else None, self.family)
             # Removing another VM's leftovers is housekeeping, not a change of this pod.
             own = len(commands) - sum(1 for r in existing if r.vm_id != vm_id and _is_deleted(r, commands))
             try:
@@ -325,9 +342,19 @@ class NftPorts:
         self._apply(commands)
         return bool(commands)
 
+    def ensure_localnet(self, bridge: str) -> bool:
+        """``127.0.0.1`` of the host reaches the pods of ``bridge``: guard and masquerade rules, then route_localnet (network/localnet.py)."""
+        try:
+            listing = json.loads(self._nft("-a", "list", "table", FAMILY, TABLE))
+        except PortsError:
+            listing = {}
+        commands = localnet.localnet_commands(listing, bridge)
+        self._apply(commands)  # the guard first: route_localnet is never on without it
+        return localnet.ensure_route_localnet(bridge) or bool(commands)
+
     def remove(self, vm_id: str) -> bool:
         """Remove the pod's rules; True when there were any."""
-        commands = sync_commands(self._rules(), vm_id, [])
+        commands = sync_commands(self._rules(), vm_id, [], None, self.family)
         self._apply(commands)
         return bool(commands)
 

@@ -42,6 +42,10 @@ class FakePorts:
     def ensure_nat(self, network: str, subnet: str) -> bool:
         return False
 
+    def ensure_localnet(self, bridge: str) -> bool:
+        self.log.append(f"localnet {bridge}")
+        return False
+
 
 class FakePodNetwork(PodNetwork):
     """PodNetwork with the network ``hyper`` only, in-memory ports, and a guest that needs no agent."""

@@ -68,8 +68,7 @@ def test_normalise_ports(value: Any, expected: Optional[list[dict[str, Any]]]) -
         ([{"host_port": True}], r"ports\[0\].host_port", "range like"),
         ([{"host_port": 80, "pod_port": "80-81"}], r"ports\[0\].pod_port", "as many ports"),
         ([{"host_port": 80, "protocol": "sctp"}], r"ports\[0\].protocol", "tcp, udp"),
-        ([{"host_port": 80, "host_ip": "127.0.0.1"}], r"ports\[0\].host_ip", "loopback"),
-        ([{"host_port": 80, "host_ip": "::1"}], r"ports\[0\].host_ip", "IPv4"),
+        ([{"host_port": 80, "host_ip": "::1"}], r"ports\[0\].host_ip", "no route_localnet for IPv6"),
         ([{"pod_port": 80}], r"ports\[0\].host_port", "required"),
         ([{"host_port": 80, "extra": 1}], r"ports\[0\]", "unknown keys"),
         ([{"host_port": "8000-8010"}, {"host_port": 8005}], r"ports\[1\].host_port", r"overlaps ports\[0\]"),
@@ -163,6 +162,7 @@ class FakeNft:
     def __init__(self) -> None:
         self.rules: list[dict[str, Any]] = []
         self.base = False
+        self.jumps: dict[str, Optional[str]] = {}
         self.handle = 0
         self.calls: list[list[str]] = []
 
@@ -173,11 +173,15 @@ class FakeNft:
         if "chain" in argv:
             out = {"nftables": [{"rule": r} for r in self.rules]}
         else:
-            out = {"nftables": [{"chain": {"name": n}} for n in ("ports", "prerouting", "output")] + [{"rule": {"chain": n}} for n in ("prerouting", "output")]}
+            jumps = [{"rule": {"chain": n, "comment": c}} for n, c in self.jumps.items()]
+            out = {"nftables": [{"chain": {"name": n}} for n in ("ports", "prerouting", "output")] + jumps}
         return Completed(tuple(argv), 0, json.dumps(out), "", 0.0)
 
     def apply(self, commands: Sequence[Mapping[str, Any]]) -> None:
         for command in commands:
+            rule = command.get("add", {}).get("rule", {})
+            if rule.get("chain") in ("prerouting", "output"):
+                self.jumps[rule["chain"]] = rule.get("comment")
             if "add" in command and "table" in command["add"]:
                 self.base = True
             elif "add" in command and "rule" in command["add"] and command["add"]["rule"]["chain"] == "ports":
