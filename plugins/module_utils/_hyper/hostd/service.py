@@ -24,8 +24,9 @@ import time
 from typing import Any, Callable, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.locks import lock_dir, try_lock
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.backoff import Backoff
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.journal import record
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.journal import record, remove_journal
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.policy import STOPPED_REASONS, decide
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.state import hostd_dir, log_path, pid_path, read_desired, running_pid, write_private
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
@@ -35,7 +36,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client impo
 
 LOG_BYTES = 1 << 20  # the log file is rotated at 1 MiB, one old file kept
 # libvirt lifecycle events (virDomainEventType) the journal records, by number.
-DEFINED, STARTED, STOPPED = 0, 2, 5
+DEFINED, UNDEFINED, STARTED, STOPPED = 0, 1, 2, 5
 
 log = logging.getLogger("hyper-hostd")
 
@@ -50,6 +51,8 @@ class HostService:
         self.pending: dict[str, tuple[float, int, float, str]] = {}  # pod → (due, attempt, delay, vm id)
         self.client: Optional[LibvirtClient] = None
         self.stopping = False
+        self.names: dict[str, str] = {}  # VM id → pod name, of the pods seen
+        self.orphans: set[str] = set()  # pods whose VM was undefined: their journal goes unless the pod is back
 
     # -- libvirt -------------------------------------------------------------------------------
 
@@ -92,16 +95,23 @@ class HostService:
             if found is None:
                 continue
             _dom, current = found
+            self.names[current.vm_id] = current.name
             if not current.running and read_desired(self.root, current.vm_id) == "running" and current.name not in self.pending:
                 log.info("pod %s (VM %s): desired running, found stopped: starting it", current.name, current.vm_id)
                 self._restart(current.name, current.vm_id, 0, 0.0, "reconcile")
 
     def handle(self, vm_id: str, event: int, detail: int, when: float) -> None:
+        if event == UNDEFINED:
+            name = self.names.pop(vm_id, None)
+            if name is not None:
+                self.orphans.add(name)
+            return
         found = self._pod(vm_id)
         if found is None:
             return
         _dom, current = found
         name = current.name
+        self.names[vm_id] = name
         if event == DEFINED and detail == 0:
             record(self.root, name, "created", when, vm_id=vm_id)
         elif event == STARTED:
@@ -138,6 +148,27 @@ class HostService:
             self.pending[name] = (self.clock() + next_delay, next_attempt, next_delay, vm_id)
             record(self.root, name, "restart_failed", vm_id=vm_id, attempt=attempt, error=message, next_attempt=next_attempt, next_delay=next_delay)
 
+    def sweep_journals(self) -> None:
+        """Remove the journal of each pod whose VM was undefined and that has no VM any more.
+
+        hyper_pod removes a pod's journal with the pod; an event handled in the moment between
+        (the stop of a removal) would write it again. A pod a task holds (its lock) is looked at later.
+        """
+        if self.client is None:
+            return
+        for name in sorted(self.orphans):
+            with try_lock(os.path.join(lock_dir(self.root, "hyper-hostd"), f"pod-{name}.lock"), "hyper-hostd: the journal of a removed pod") as mine:
+                if not mine:
+                    continue
+                self.orphans.discard(name)
+                if name not in self.names.values() and not any(self._named(str(d.name()), name) for d in self.client.list_domains(prefix=VM_PREFIX)):
+                    remove_journal(self.root, name)
+                    log.info("pod %s: removed, its journal with it", name)
+
+    def _named(self, vm_id: str, name: str) -> bool:
+        found = self._pod(vm_id)
+        return found is not None and found[1].name == name
+
     def run_due(self) -> None:
         now = self.clock()
         for name, (due, attempt, delay, vm_id) in sorted(self.pending.items()):
@@ -169,6 +200,8 @@ class HostService:
                 if item is not None:
                     self.handle(*item)
                 self.run_due()
+                if self.orphans and self.events.empty():
+                    self.sweep_journals()
             except Exception:  # pylint: disable=broad-exception-caught
                 log.exception("event %s", item)
 

@@ -19,6 +19,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.boot_slots 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import DEFAULT_ROOT, resolve_accelerator
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.locks import pod_lock, resource_lock
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.domain import apply_autostart, mark_desired
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.journal import remove_journal
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.auth import normalise_registry_auth
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.cache_lock import cache_users_lock
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import DEFAULT_PULL_POLICY, check_pull_policy
@@ -203,7 +204,8 @@ class PodTask:
                     replacing.storage.undo()
                 raise
             remove_files(self.root, found.current.vm_id)
-            if replacing is None:  # removed
+            if replacing is None:  # removed, with its event journal (a new VM of the pod keeps it)
+                remove_journal(self.root, found.current.name)
                 return None
             return self._create(plan, replacing)
         if plan.new_vm:
