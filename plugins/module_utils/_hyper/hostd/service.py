@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.locks import lock_dir, try_lock
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.adopt import RESTART, RUNS, check_running_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.backoff import Backoff
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.journal import record, remove_journal
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.policy import STOPPED_REASONS, decide
@@ -42,22 +43,34 @@ log = logging.getLogger("hyper-hostd")
 
 
 class HostService:
-    def __init__(self, root: str, uri: str, start_pod: Optional[Callable[[str], None]] = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        root: str,
+        uri: str,
+        start_pod: Optional[Callable[[str], None]] = None,
+        clock: Callable[[], float] = time.monotonic,
+        check_pod: Optional[Callable[[str], str]] = None,
+    ) -> None:
         self.root, self.uri = root, uri
         self.clock = clock
         self.start_pod = start_pod or self._ensure_started
+        self.check_pod = check_pod or self._check_running
         self.events: queue.Queue[tuple[str, int, int, float]] = queue.Queue()
         self.backoff: dict[str, Backoff] = {}
         self.pending: dict[str, tuple[float, int, float, str]] = {}  # pod → (due, attempt, delay, vm id)
         self.client: Optional[LibvirtClient] = None
         self.stopping = False
         self.names: dict[str, str] = {}  # VM id → pod name, of the pods seen
+        self.own_starts: dict[str, tuple[float, float]] = {}  # pod → wall times of this service's last start of it
         self.orphans: set[str] = set()  # pods whose VM was undefined: their journal goes unless the pod is back
 
     # -- libvirt -------------------------------------------------------------------------------
 
     def _ensure_started(self, name: str) -> None:
         ensure_pod({"name": name, "state": "started", "root": self.root, "uri": self.uri}, check_mode=False)
+
+    def _check_running(self, name: str) -> str:
+        return check_running_pod(self.root, self.uri, name)
 
     def connect(self) -> None:
         libvirt = import_libvirt()[0]
@@ -96,9 +109,26 @@ class HostService:
                 continue
             _dom, current = found
             self.names[current.vm_id] = current.name
-            if not current.running and read_desired(self.root, current.vm_id) == "running" and current.name not in self.pending:
+            if read_desired(self.root, current.vm_id) != "running" or current.name in self.pending:
+                continue
+            if not current.running:
                 log.info("pod %s (VM %s): desired running, found stopped: starting it", current.name, current.vm_id)
                 self._restart(current.name, current.vm_id, 0, 0.0, "reconcile")
+            else:  # libvirt's autostart (a host reboot), or a start before this service ran
+                self.adopt(current.name, current.vm_id)
+
+    def adopt(self, name: str, vm_id: str) -> None:
+        """A running pod no task is handling: its port rules rebuilt, or, when its guest came up bare, started again (hostd/adopt.py)."""
+        try:
+            outcome = self.check_pod(name)
+            if outcome == RESTART:
+                log.info("pod %s (VM %s): its guest came up without its containers: starting it again", name, vm_id)
+                self._restart(name, vm_id, 0, 0.0, "adopt")
+            elif outcome == RUNS:
+                self.start_pod(name)  # a running pod: its port rules rebuilt from host-side state
+                log.info("pod %s (VM %s): running, port rules checked", name, vm_id)
+        except Exception as err:  # pylint: disable=broad-exception-caught
+            log.warning("pod %s (VM %s): taking over the running pod failed: %s", name, vm_id, getattr(err, "message", None) or err)
 
     def handle(self, vm_id: str, event: int, detail: int, when: float) -> None:
         if event == UNDEFINED:
@@ -117,6 +147,10 @@ class HostService:
         elif event == STARTED:
             self.backoff.setdefault(name, Backoff()).started(self.clock())
             record(self.root, name, "started", when, vm_id=vm_id)
+            # Started by neither a task (it would hold the pod) nor this service: libvirt's autostart, virsh start.
+            first, last = self.own_starts.get(name, (0.0, -1.0))
+            if not first <= when <= last and read_desired(self.root, vm_id) == "running" and name not in self.pending:
+                self.adopt(name, vm_id)
         elif event == STOPPED:
             reason = STOPPED_REASONS.get(detail, f"reason {detail}")
             desired = read_desired(self.root, vm_id) or "unknown"
@@ -137,8 +171,11 @@ class HostService:
             if found is None or found[1].running or read_desired(self.root, vm_id) != "running":
                 log.info("pod %s (VM %s): restart %d dropped: the pod changed meanwhile", name, vm_id, attempt)
                 return
-            started = time.monotonic()
-            self.start_pod(name)
+            started, began = time.monotonic(), time.time()
+            try:
+                self.start_pod(name)
+            finally:
+                self.own_starts[name] = (began, time.time())
             record(self.root, name, "restarted", vm_id=vm_id, attempt=attempt, delay=delay, why=why, seconds=round(time.monotonic() - started, 3))
             log.info("pod %s (VM %s): restarted (attempt %d after %.1f s)", name, vm_id, attempt, delay)
         except Exception as err:  # pylint: disable=broad-exception-caught

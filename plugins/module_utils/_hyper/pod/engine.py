@@ -255,7 +255,7 @@ class PodTask:
             domain = domain_spec(vm_id, pod, new.image, [*new.disks, *new.storage.disks(len(new.disks))], self.root)
             dom = self.client.define(render_domain_xml(dataclasses.replace(domain, filesystems=new.storage.filesystems())))
             self._claims.close()  # the domain's metadata claims its volumes, addresses and ports now
-            apply_autostart(dom, pod)
+            apply_autostart(dom, pod, "start" in plan.actions)
             if "start" in plan.actions:
                 add_mounts([(c.name, c.config) for c in new.containers], pod)
                 self._boot(dom, vm_id, pod, new.containers, _setup(new.storage, vm_id, new.owners))
@@ -279,7 +279,7 @@ class PodTask:
                 self._claim(pod, found)
             self.client.set_metadata(dom, stored_metadata(pod.to_json()))
             self._claims.close()
-            apply_autostart(dom, pod)
+            apply_autostart(dom, pod, self.client.is_active(dom) and "stop" not in actions)
             if "update_restart" in actions and self.client.is_active(dom) and not {"stop", "restart"} & set(actions):
                 mark_desired(self.root, vm_id, pod, "running")
         if "stop" in actions or "restart" in actions:
@@ -293,6 +293,7 @@ class PodTask:
     def _stop(self, dom: Domain, vm_id: str, pod: StoredPod) -> None:
         # Before the stop: the host service must see a stop it was asked for as one.
         mark_desired(self.root, vm_id, pod, "stopped")
+        apply_autostart(dom, pod, running=False)  # a pod stopped on purpose stays down after a host reboot
         self.runtime.stop(dom, vm_id, pod.containers, self.stop_timeout, sync_timeout(pod))
         self.network.remove_ports(vm_id)
 
@@ -331,6 +332,7 @@ class PodTask:
         except HyperError as err:
             raise HyperError(f"pod {pod.name} (VM {vm_id}): mapping its ports failed: {err.message}", {**err.details, "step": "mapping the ports"}) from None
         mark_desired(self.root, vm_id, pod, "running")
+        apply_autostart(dom, pod)
 
     def _sync_ports(self, dom: Domain, vm_id: str, pod: StoredPod) -> bool:
         def live() -> set[str]:

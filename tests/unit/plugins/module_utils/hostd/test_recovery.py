@@ -11,7 +11,9 @@ import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd import crashes, journal
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.service import STOPPED, UNDEFINED, HostService
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.adopt import BUSY, RESTART, RUNS, verdict
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.service import STARTED, STOPPED, UNDEFINED, HostService
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.state import write_desired
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import CurrentPod
 
 VM = "hyper-0000000a"
@@ -93,7 +95,7 @@ class FakeClient:
 
 
 def service(tmp_path: Any, pods: dict[str, str]) -> tuple[HostService, FakeClient]:
-    svc = HostService(str(tmp_path), "test:///default", start_pod=lambda _name: None, clock=lambda: 1000.0)
+    svc = HostService(str(tmp_path), "test:///default", start_pod=lambda _name: None, clock=lambda: 1000.0, check_pod=lambda _name: "busy")
     client = FakeClient()
     svc.client = client  # type: ignore[assignment]
 
@@ -277,3 +279,90 @@ def test_no_report_for_a_removal_or_a_bad_name(tmp_path: Any) -> None:
     journal.record(root, "pod1", "crashed", now=100.0, reason="crashed")
     assert crashes.with_crash_report({"name": "pod1", "root": root, "state": "absent"}, False, lambda: {"changed": True}, Clock(110.0)) == {"changed": True}
     assert crashes.with_crash_report({"name": "../x", "root": root}, False, lambda: {"ok": 1}, Clock(110.0)) == {"ok": 1}
+
+
+# -- a pod that runs without a task having started it (libvirt's autostart) ---------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "expired", "outcome"),
+    [
+        ({"web": {}, "db": {}}, False, RUNS),
+        ({"web": {}, "db": {}, "other": {}}, True, RUNS),
+        ({}, False, None),  # a guest that brings the pod up itself may not have written them yet
+        ({"web": {}}, False, None),
+        ({}, True, RESTART),  # a bare guest: started again, the start path hands the containers over
+        ({"web": {}}, True, RESTART),
+        (None, False, None),
+        (None, True, BUSY),  # its agent never answered: left to its STOPPED event
+    ],
+)
+def test_verdict(status: Optional[dict[str, Any]], expired: bool, outcome: Optional[str]) -> None:
+    assert verdict(status, ["web", "db"], expired) == outcome
+
+
+def adopting(tmp_path: Any, outcome: str, running: bool = True) -> tuple[HostService, list[str], list[str]]:
+    checked: list[str] = []
+    started: list[str] = []
+    state = {"running": running}
+
+    def check(name: str) -> str:
+        checked.append(name)
+        if outcome == RESTART:
+            state["running"] = False  # check_running_pod destroyed the bare VM
+        return outcome
+
+    def start(name: str) -> None:
+        started.append(name)
+        state["running"] = True
+
+    svc = HostService(str(tmp_path), "test:///default", start_pod=start, clock=lambda: 1000.0, check_pod=check)
+    svc.client = FakeClient()  # type: ignore[assignment]
+    svc.client.domains = [VM]  # type: ignore[attr-defined]
+
+    def lookup(vm_id: str) -> Optional[tuple[Any, CurrentPod]]:
+        if vm_id != VM:
+            return None
+        return None, CurrentPod(VM, "u", {"name": "pod1", "restart_policy": "always"}, "running" if state["running"] else "stopped", state["running"])
+
+    svc._pod = lookup  # type: ignore[method-assign]  # pylint: disable=protected-access
+    return svc, checked, started
+
+
+def test_an_autostarted_pod_that_runs_gets_its_port_rules(tmp_path: Any) -> None:
+    write_desired(str(tmp_path), VM, "running")
+    svc, checked, started = adopting(tmp_path, RUNS)
+    svc.reconcile()
+    assert checked == ["pod1"] and started == ["pod1"]  # ensure_pod on a running pod: the port rules rebuilt
+    assert [e["event"] for e in journal.read_events(str(tmp_path), "pod1")] == []
+
+
+def test_an_autostarted_bare_guest_is_started_again(tmp_path: Any) -> None:
+    write_desired(str(tmp_path), VM, "running")
+    svc, checked, started = adopting(tmp_path, RESTART)
+    svc.handle(VM, STARTED, 0, 5.0)  # libvirt's autostart, seen as it happens
+    assert checked == ["pod1"] and started == ["pod1"]
+    restarted = [e for e in journal.read_events(str(tmp_path), "pod1") if e["event"] == "restarted"]
+    assert len(restarted) == 1 and restarted[0]["why"] == "adopt"
+
+
+def test_a_pod_stopped_by_a_task_or_started_by_the_service_is_not_taken_over(tmp_path: Any) -> None:
+    root = str(tmp_path)
+    write_desired(root, VM, "stopped")
+    svc, checked, _started = adopting(tmp_path, RUNS)
+    svc.reconcile()
+    svc.handle(VM, STARTED, 0, 5.0)  # virsh start outside a task: the desired state is stopped
+    assert checked == []
+    write_desired(root, VM, "running")
+    svc.own_starts["pod1"] = (4.0, 6.0)  # the service's own restart
+    svc.handle(VM, STARTED, 0, 5.0)
+    assert checked == []
+    svc.handle(VM, STARTED, 0, 7.0)
+    assert checked == ["pod1"]
+
+
+def test_a_busy_pod_is_left_to_its_task(tmp_path: Any) -> None:
+    write_desired(str(tmp_path), VM, "running")
+    svc, checked, started = adopting(tmp_path, BUSY)
+    svc.reconcile()
+    assert checked == ["pod1"] and started == []
