@@ -317,8 +317,9 @@ def adopting(tmp_path: Any, outcome: str, running: bool = True) -> tuple[HostSer
         state["running"] = True
 
     svc = HostService(str(tmp_path), "test:///default", start_pod=start, clock=lambda: 1000.0, check_pod=check)
-    svc.client = FakeClient()  # type: ignore[assignment]
-    svc.client.domains = [VM]  # type: ignore[attr-defined]
+    client = FakeClient()
+    client.domains = [VM]
+    svc.client = client  # type: ignore[assignment]
 
     def lookup(vm_id: str) -> Optional[tuple[Any, CurrentPod]]:
         if vm_id != VM:
