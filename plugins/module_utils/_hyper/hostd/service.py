@@ -28,7 +28,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.locks impor
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.adopt import RESTART, RUNS, check_running_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.backoff import Backoff
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.journal import record, remove_journal
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.policy import STOPPED_REASONS, decide
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.policy import SHUTOFF_REASONS, STOPPED_REASONS, UNKNOWN, decide
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.state import hostd_dir, log_path, pid_path, read_desired, running_pid, write_private
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import VM_PREFIX
@@ -112,10 +112,28 @@ class HostService:
             if read_desired(self.root, current.vm_id) != "running" or current.name in self.pending:
                 continue
             if not current.running:
-                log.info("pod %s (VM %s): desired running, found stopped: starting it", current.name, current.vm_id)
-                self._restart(current.name, current.vm_id, 0, 0.0, "reconcile")
+                self._reconcile_stopped(_dom, current)
             else:  # libvirt's autostart (a host reboot), or a start before this service ran
                 self.adopt(current.name, current.vm_id)
+
+    def _reconcile_stopped(self, dom: Any, current: CurrentPod) -> None:
+        """A pod to run whose VM is off: the restart policy decides by libvirt's shut-off reason (an event this service missed).
+
+        A VM that has not run since libvirtd started (reason unknown: a host reboot) is left to libvirt's
+        autostart, so that a reboot brings back the pods with ``autostart`` and no others.
+        """
+        name, vm_id = current.name, current.vm_id
+        try:
+            reason = SHUTOFF_REASONS.get(int(dom.state()[1]), UNKNOWN)
+        except Exception:  # pylint: disable=broad-exception-caught
+            reason = UNKNOWN
+        if reason == UNKNOWN:
+            log.info("pod %s (VM %s): off since libvirtd started (a host reboot): left to libvirt's autostart", name, vm_id)
+            return
+        decision = decide(str(current.spec.get("restart_policy")), "running", reason)
+        log.info("pod %s (VM %s): desired running, found off (%s): %s", name, vm_id, reason, decision.why)
+        if decision.restart:
+            self._restart(name, vm_id, 0, 0.0, "reconcile")
 
     def adopt(self, name: str, vm_id: str) -> None:
         """A running pod no task is handling: its port rules rebuilt, or, when its guest came up bare, started again (hostd/adopt.py)."""

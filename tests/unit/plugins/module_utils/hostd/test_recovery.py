@@ -367,3 +367,41 @@ def test_a_busy_pod_is_left_to_its_task(tmp_path: Any) -> None:
     svc, checked, started = adopting(tmp_path, BUSY)
     svc.reconcile()
     assert checked == ["pod1"] and started == []
+
+
+class OffDomain:
+    def __init__(self, reason: int) -> None:
+        self.reason = reason
+
+    def state(self) -> list[int]:
+        return [5, self.reason]  # VIR_DOMAIN_SHUTOFF, its reason
+
+
+@pytest.mark.parametrize(
+    ("policy", "reason", "restarted"),
+    [
+        ("always", 6, True),  # QEMU killed while the service was down: replayed at its start
+        ("on-failure", 3, True),  # a guest panic
+        ("on-failure", 1, False),  # a clean guest poweroff
+        ("always", 1, True),
+        ("never", 6, False),
+        ("always", 2, False),  # destroyed on request
+        ("always", 0, False),  # off since libvirtd started (a host reboot): libvirt's autostart decides
+    ],
+)
+def test_reconcile_applies_the_policy_to_libvirts_shutoff_reason(tmp_path: Any, policy: str, reason: int, restarted: bool) -> None:
+    root = str(tmp_path)
+    write_desired(root, VM, "running")
+    started: list[str] = []
+    svc = HostService(root, "test:///default", start_pod=started.append, clock=lambda: 1000.0, check_pod=lambda _name: "busy")
+    client = FakeClient()
+    client.domains = [VM]
+    svc.client = client  # type: ignore[assignment]
+    state = {"running": False}
+
+    def lookup(vm_id: str) -> Optional[tuple[Any, CurrentPod]]:
+        return OffDomain(reason), CurrentPod(vm_id, "u", {"name": "pod1", "restart_policy": policy}, "stopped", state["running"])
+
+    svc._pod = lookup  # type: ignore[method-assign]  # pylint: disable=protected-access
+    svc.reconcile()
+    assert started == (["pod1"] if restarted else [])
