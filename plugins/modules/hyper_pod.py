@@ -618,8 +618,8 @@ crashes:
     - The crashes the pod had since the previous M(hyper.pods.hyper_pod) task (from its event journal, see
       RV(hyper.pods.hyper_pod_info#module:pods[].events)), with the restart attempts of the host service. The task
       also warns with libvirt's reason and the attempts.
-    - A task whose pod crashed 3 times or more since the previous task, the last less than 120 s ago, fails
-      with a message naming the crash (unless it makes a new VM); a task that fails on a pod that crashed says so
+    - A task whose pod crashed 3 times or more since the previous task, the last less than 120 s ago, and not
+      brought up by a restart since, fails with a message naming the crash (unless it makes a new VM); a task that fails on a pod that crashed says so
       in its message, with this summary as C(crashes).
   returned: when the pod crashed since the previous task
   type: dict

@@ -7,9 +7,9 @@
 A task that finds crashes in the pod's journal (hostd/journal.py) since the previous task returns
 ``crashes`` and a warning naming libvirt's reason and the host service's restart attempts. A task
 that fails on such a pod (its start failed) says so in its message; a task on a pod that keeps
-crashing (CRASH_LOOP crashes since the last task, the last within backoff.STABLE_RUN seconds)
-fails with a message naming the crash. The host service's own starts are not tasks: they leave
-the mark alone. The summary (``summarise``) and the texts are pure.
+crashing (CRASH_LOOP crashes since the last task, the last within backoff.STABLE_RUN seconds, and
+no restart that brought it up since) fails with a message naming the crash. The host service's own
+starts are not tasks: they leave the mark alone. The summary (``summarise``) and the texts are pure.
 """
 
 from __future__ import annotations
@@ -107,8 +107,11 @@ def crash_text(pod: str, summary: Mapping[str, Any]) -> str:
 
 
 def keeps_crashing(summary: Mapping[str, Any], now: float) -> bool:
-    """CRASH_LOOP crashes or more since the last task, and the last one recent (the back-off has not reset)."""
-    return int(summary["count"]) >= CRASH_LOOP and now - float(summary["last"]) < STABLE_RUN
+    """CRASH_LOOP crashes or more since the last task, the last one recent (the back-off has not reset), and no
+    restart that brought the pod up since."""
+    events = summary.get("events") or []
+    back = bool(events) and events[-1].get("event") == "restarted"
+    return int(summary["count"]) >= CRASH_LOOP and now - float(summary["last"]) < STABLE_RUN and not back
 
 
 def with_crash_report(params: Mapping[str, Any], check_mode: bool, run: Callable[[], dict[str, Any]], clock: Callable[[], float] = time.time) -> dict[str, Any]:

@@ -130,9 +130,11 @@ class HostService:
         if reason == UNKNOWN:
             log.info("pod %s (VM %s): off since libvirtd started (a host reboot): left to libvirt's autostart", name, vm_id)
             return
-        decision = decide(str(current.spec.get("restart_policy")), "running", reason)
+        policy = str(current.spec.get("restart_policy"))
+        decision = decide(policy, "running", reason)
         log.info("pod %s (VM %s): desired running, found off (%s): %s", name, vm_id, reason, decision.why)
-        if decision.restart:
+        if decision.restart:  # the stop this service missed, journaled now (once: the restart follows)
+            record(self.root, name, decision.kind, vm_id=vm_id, reason=reason, restart_policy=policy, desired="running", action=decision.why, missed=True)
             self._restart(name, vm_id, 0, 0.0, "reconcile")
 
     def adopt(self, name: str, vm_id: str) -> None:

@@ -264,6 +264,11 @@ def test_a_failed_task_without_crashes_is_left_as_it_is(tmp_path: Any) -> None:
     assert caught.value is err
 
 
+def test_a_pod_brought_back_since_its_crashes_does_not_fail_the_task() -> None:
+    summary = crashes.summarise([crash(1.0), crash(2.0), crash(3.0), {"time": 4.0, "event": "restarted", "attempt": 3}])
+    assert summary is not None and not crashes.keeps_crashing(summary, 5.0)
+
+
 def test_a_pod_that_keeps_crashing_fails_the_task_unless_it_gets_a_new_vm(tmp_path: Any) -> None:
     root = str(tmp_path)
     for i in range(3):
@@ -405,3 +410,5 @@ def test_reconcile_applies_the_policy_to_libvirts_shutoff_reason(tmp_path: Any, 
     svc._pod = lookup  # type: ignore[method-assign]  # pylint: disable=protected-access
     svc.reconcile()
     assert started == (["pod1"] if restarted else [])
+    missed = [e for e in journal.read_events(root, "pod1") if e.get("missed")]
+    assert len(missed) == (1 if restarted else 0)
