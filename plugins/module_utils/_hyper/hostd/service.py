@@ -28,7 +28,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.locks impor
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.adopt import RESTART, RUNS, check_running_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.backoff import Backoff
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.journal import record, remove_journal
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.policy import SHUTOFF_REASONS, STOPPED_REASONS, UNKNOWN, decide
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.policy import CLEAN_EXITS, SHUTOFF_REASONS, STOPPED_REASONS, UNKNOWN, decide
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.state import hostd_dir, log_path, pid_path, read_desired, running_pid, write_private
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import VM_PREFIX
@@ -181,8 +181,22 @@ class HostService:
                 attempt, delay = self.backoff.setdefault(name, Backoff()).next(self.clock())
                 self.pending[name] = (self.clock() + delay, attempt, delay, vm_id)
                 fields.update(attempt=attempt, delay=delay)
-            record(self.root, name, decision.kind, when, **fields)
-            log.info("pod %s (VM %s) %s (%s): %s", name, vm_id, decision.kind, reason, decision.why)
+            kind = decision.kind
+            if reason in CLEAN_EXITS and self._starting(name, when):
+                # A guest that powers off or resets before its start finished died at boot (a panic reboots it,
+                # panic=-1, and on_reboot ends the VM): a crash, whatever libvirt calls it.
+                kind = "crashed"
+                fields["during_start"] = True
+            record(self.root, name, kind, when, **fields)
+            log.info("pod %s (VM %s) %s (%s): %s", name, vm_id, kind, reason, decision.why)
+
+    def _starting(self, name: str, when: float) -> bool:
+        """Whether the pod was being started at ``when``: by this service (its last start's times) or by a task (it holds the pod)."""
+        first, last = self.own_starts.get(name, (0.0, -1.0))
+        if first <= when <= last:
+            return True
+        with try_lock(os.path.join(lock_dir(self.root, "hyper-hostd"), f"pod-{name}.lock"), "hyper-hostd: is a task starting the pod") as mine:
+            return not mine
 
     def _restart(self, name: str, vm_id: str, attempt: int, delay: float, why: str) -> None:
         try:

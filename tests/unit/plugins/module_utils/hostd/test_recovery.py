@@ -412,3 +412,25 @@ def test_reconcile_applies_the_policy_to_libvirts_shutoff_reason(tmp_path: Any, 
     assert started == (["pod1"] if restarted else [])
     missed = [e for e in journal.read_events(root, "pod1") if e.get("missed")]
     assert len(missed) == (1 if restarted else 0)
+
+
+def test_a_guest_that_shuts_down_during_its_start_crashed(tmp_path: Any) -> None:
+    from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.locks import pod_lock  # pylint: disable=import-outside-toplevel
+
+    root = str(tmp_path)
+    write_desired(root, VM, "running")
+    svc, client = service(tmp_path, {VM: "pod1"})
+    client.domains = [VM]
+    svc.own_starts["pod1"] = (10.0, 20.0)
+    svc.handle(VM, STOPPED, 0, 15.0)  # reset during the service's own start: a panic at boot
+    svc.handle(VM, STOPPED, 0, 30.0)  # a poweroff of a running guest
+    with pod_lock(root, "pod1"):
+        svc.handle(VM, STOPPED, 0, 40.0)  # during a task's start
+        svc.handle(VM, STOPPED, 1, 41.0)  # the task's own destroy is no crash
+    events = journal.read_events(root, "pod1")
+    assert [(e["event"], e["reason"], e.get("during_start", False)) for e in events] == [
+        ("crashed", "shutdown", True),
+        ("stopped", "shutdown", False),
+        ("crashed", "shutdown", True),
+        ("stopped", "destroyed", False),
+    ]
