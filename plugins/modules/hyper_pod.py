@@ -113,7 +113,7 @@ options:
         (after a host reboot). A new pod gets V(false), so that a host reboot brings back only the pods that ask for it.
         Changing it updates the pod in place.
       - A pod stopped by a task (O(state=stopped)) has the flag cleared until a task starts it again, so that a host
-        reboot does not bring back a pod stopped on purpose. After the reboot the host service takes the pod over: its
+        reboot does not bring back a pod stopped on purpose. After the reboot the host service takes the pod over, its
         port rules are rebuilt from the stored spec (docs/runtime.md, "Host reboot").
     type: bool
   hostname:

@@ -25,7 +25,7 @@ def main() -> int:
         rule = item.get("rule")
         if not rule or rule.get("table") != "hyper_pods":
             continue
-        if str(rule.get("comment", "")).split(" ")[0] not in vm_ids:
+        if str(rule.get("comment", "")).split(" ", maxsplit=1)[0] not in vm_ids:
             continue
         subprocess.run(["nft", "delete", "rule", rule["family"], rule["table"], rule["chain"], "handle", str(rule["handle"])], check=True)
         deleted += 1
