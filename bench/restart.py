@@ -88,7 +88,8 @@ def ensure_service(root: str) -> Optional[int]:
     """The pid of a service this run started (None: one ran already)."""
     if running_pid(root) is not None:
         return None
-    subprocess.run([sys.executable, LAUNCHER, "--root", root, "--daemon"], check=True)
+    collections = os.path.join(REPO, ".build", "collections")  # this checkout (make collection)
+    subprocess.run([sys.executable, LAUNCHER, "--root", root, "--collections-path", collections, "--daemon"], check=True)
     for _wait in range(100):
         pid = running_pid(root)
         if pid is not None:
@@ -106,7 +107,10 @@ def main() -> int:
     args = parser.parse_args()
     sigterm_interrupts()
     started_service = ensure_service(args.root)
-    print(f"hyper-hostd pid {running_pid(args.root)}{' (started by this run)' if started_service else ''}; load average {load_average()}")
+    pid = running_pid(args.root)
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        argv = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    print(f"hyper-hostd pid {pid}{' (started by this run)' if started_service else ''}: {argv}; load average {load_average()}")
     client = LibvirtClient.open(args.uri)
     colds: list[float] = []
     restarts: list[tuple[float, float, float]] = []
