@@ -5,7 +5,16 @@ run() {  # run a playbook, keep its output, print it
   ansible-playbook -i "$INVENTORY_PATH" "$@" | tee "$OUT"
 }
 OUT=$(mktemp)
-trap 'rm -f "$OUT"' EXIT
+# The host role starts the host service (hyper-hostd) from this test tree, which ansible-test removes
+# after the target: stop it at the end unless one was running before (then the role left it alone).
+HOSTD="${PWD%%/tests/output/*}/roles/host/files/hyper-hostd"
+HOSTD_BEFORE=0
+python "$HOSTD" --status >/dev/null 2>&1 || HOSTD_BEFORE=$?
+cleanup() {
+  rm -f "$OUT"
+  if [ "$HOSTD_BEFORE" -ne 0 ]; then python "$HOSTD" --stop >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
 
 run apply.yml "$@"
 run apply.yml "$@"
