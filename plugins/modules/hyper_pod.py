@@ -120,6 +120,9 @@ options:
       - Set libvirt's autostart flag on the pod's domain, so that libvirt starts the VM when libvirtd starts
         (after a host reboot). A new pod gets V(false), so that a host reboot brings back only the pods that ask for it.
         Changing it updates the pod in place.
+      - A pod stopped by a task (O(state=stopped)) has the flag cleared until a task starts it again, so that a host
+        reboot does not bring back a pod stopped on purpose. After the reboot the host service takes the pod over, its
+        port rules are rebuilt from the stored spec (docs/runtime.md, "Host reboot").
     type: bool
   scratch_size:
     description:
@@ -656,6 +659,54 @@ volumes_removed:
   type: list
   elements: str
   sample: [/var/lib/hyper/volumes/data.qcow2]
+crashes:
+  description:
+    - The crashes the pod had since the previous M(hyper.pods.hyper_pod) task (from its event journal, see
+      RV(hyper.pods.hyper_pod_info#module:pods[].events)), with the restart attempts of the host service. The task
+      also warns with libvirt's reason and the attempts.
+    - A task whose pod crashed 3 times or more since the previous task, the last less than 120 s ago, and not
+      brought up by a restart since, fails with a message naming the crash (unless it makes a new VM); a task that fails on a pod that crashed says so
+      in its message, with this summary as C(crashes).
+  returned: when the pod crashed since the previous task
+  type: dict
+  contains:
+    count:
+      description: How many times the VM ended with a failure (C(crashed) events).
+      type: int
+    reasons:
+      description: libvirt's reasons, among C(crashed) (a guest panic) and C(failed) (QEMU killed or dead).
+      type: list
+      elements: str
+    first:
+      description: Time of the first crash, in seconds since the epoch.
+      type: float
+    last:
+      description: Time of the last crash, in seconds since the epoch.
+      type: float
+    last_reason:
+      description: libvirt's reason of the last crash.
+      type: str
+    last_action:
+      description: What the host service did after the last crash and why.
+      type: str
+    restart_attempts:
+      description: The highest restart attempt of the host service since the previous task (0 when none).
+      type: int
+    restarts:
+      description: Restarts that brought the pod up.
+      type: int
+    restarts_failed:
+      description: Restarts that failed; RV(crashes.last_error) is the last one's error.
+      type: int
+    last_error:
+      description: The error of the last failed restart.
+      type: str
+      returned: when a restart failed
+    events:
+      description: The journal's C(crashed), C(restarted) and C(restart_failed) entries, oldest first, at most 20.
+      type: list
+      elements: dict
+  sample: {count: 1, reasons: [failed], last_reason: failed, restart_attempts: 1, restarts: 1, restarts_failed: 0}
 pod:
   description:
     - The pod after the task. Empty when it is absent.
@@ -868,6 +919,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.ansible_adapter import run_module  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.common_args import with_common_args  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.crashes import with_crash_report  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.args import REGISTRY_AUTH_SPEC  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.services import ensure_pod_with_services  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.args import SERVICE_OPTIONS  # noqa: E402
@@ -978,7 +1030,8 @@ def main() -> None:
     )
 
     def _ensure(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
-        return ensure_pod_with_services(params, check_mode, module._diff)
+        # The crashes the pod had since the last task are reported (or fail the task: hostd/crashes.py).
+        return with_crash_report(params, check_mode, lambda: ensure_pod_with_services(params, check_mode, module._diff))
 
     run_module(module, _ensure)
 

@@ -58,6 +58,9 @@ options:
     description:
       - Return each pod's events on the host in RV(pods[].events), oldest first (see docs/runtime.md, "Events").
       - The host service C(hyper-hostd) writes them under the default state root C(/var/lib/hyper); without it running there are none.
+      - The journal (C(<root>/hostd/events/<pod>.jsonl)) is root-only (mode 0600 in a 0700 directory), so the task must run as
+        root; one it cannot read is an error. It keeps each pod's last 200 to 400 events and at most 256 KiB, each text field cut
+        at 500 characters, and it is removed with the pod (O(hyper.pods.hyper_pod#module:state=absent)).
     type: bool
     default: false
   since:

@@ -13,14 +13,19 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored impor
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import import_libvirt, map_libvirt_error
 
 
-def apply_autostart(dom: Any, pod: StoredPod) -> None:
-    """Set libvirt's autostart flag of the domain from the pod's ``autostart`` (left alone for pods made before it existed)."""
+def apply_autostart(dom: Any, pod: StoredPod, running: bool = True) -> None:
+    """Set libvirt's autostart flag of the domain from the pod's ``autostart`` (left alone for pods made before it existed).
+
+    ``running``: whether the pod is to run; a pod a task stopped has the flag cleared until a task
+    starts it again, so that a host reboot does not bring back a pod stopped on purpose.
+    """
     if pod.autostart is None:
         return
+    wanted = bool(pod.autostart) and running
     libvirt = import_libvirt()[0]
     try:
-        if bool(dom.autostart()) != pod.autostart:
-            dom.setAutostart(1 if pod.autostart else 0)
+        if bool(dom.autostart()) != wanted:
+            dom.setAutostart(1 if wanted else 0)
     except libvirt.libvirtError as err:
         raise map_libvirt_error(err.get_error_code(), err.get_error_message() or str(err), f"pod {pod.name}: setting autostart") from None
 

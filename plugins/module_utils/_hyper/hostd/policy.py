@@ -19,6 +19,10 @@ DEFAULT_AUTOSTART = False
 
 # libvirt's reasons of a STOPPED lifecycle event (virDomainEventStoppedDetailType), by number.
 STOPPED_REASONS = {0: "shutdown", 1: "destroyed", 2: "crashed", 3: "migrated", 4: "saved", 5: "failed", 6: "from_snapshot"}
+# libvirt's reasons of a shut-off domain (virDomainShutoffReason), as dom.state() gives them. A domain that
+# has not run since libvirtd started (a host reboot) is "unknown": libvirt keeps no reason across its restart.
+SHUTOFF_REASONS = {0: "unknown", 1: "shutdown", 2: "destroyed", 3: "crashed", 4: "migrated", 5: "saved", 6: "failed", 7: "from_snapshot", 8: "failed"}
+UNKNOWN = "unknown"
 # The VM ended on its own and not cleanly: a guest panic (pvpanic, on_crash=destroy), QEMU killed or dead.
 FAILURES = frozenset({"crashed", "failed"})
 # The guest powered off or rebooted (on_poweroff and on_reboot are destroy: both end the VM).

@@ -24,9 +24,11 @@ import time
 from typing import Any, Callable, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.locks import lock_dir, try_lock
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.adopt import RESTART, RUNS, check_running_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.backoff import Backoff
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.journal import record
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.policy import STOPPED_REASONS, decide
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.journal import record, remove_journal
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.policy import CLEAN_EXITS, SHUTOFF_REASONS, STOPPED_REASONS, UNKNOWN, decide
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.state import hostd_dir, log_path, pid_path, read_desired, running_pid, write_private
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import VM_PREFIX
@@ -35,7 +37,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client impo
 
 LOG_BYTES = 1 << 20  # the log file is rotated at 1 MiB, one old file kept
 # libvirt lifecycle events (virDomainEventType) the journal records, by number.
-DEFINED, STARTED, STOPPED = 0, 2, 5
+DEFINED, UNDEFINED, STARTED, STOPPED = 0, 1, 2, 5
 # Not a lifecycle event: libvirt's reboot event (VIR_DOMAIN_EVENT_ID_REBOOT), queued under this number.
 REBOOTED = -1
 # One guest reboot makes QEMU reset several times within a second (libvirt sends a reboot event for each):
@@ -46,21 +48,35 @@ log = logging.getLogger("hyper-hostd")
 
 
 class HostService:
-    def __init__(self, root: str, uri: str, start_pod: Optional[Callable[[str], None]] = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        root: str,
+        uri: str,
+        start_pod: Optional[Callable[[str], None]] = None,
+        clock: Callable[[], float] = time.monotonic,
+        check_pod: Optional[Callable[[str], str]] = None,
+    ) -> None:
         self.root, self.uri = root, uri
         self.clock = clock
         self.start_pod = start_pod or self._ensure_started
+        self.check_pod = check_pod or self._check_running
         self.events: queue.Queue[tuple[str, int, int, float]] = queue.Queue()
         self.backoff: dict[str, Backoff] = {}
         self.pending: dict[str, tuple[float, int, float, str]] = {}  # pod → (due, attempt, delay, vm id)
         self.client: Optional[LibvirtClient] = None
         self.stopping = False
         self.rebooted: dict[str, float] = {}  # pod → time of its last journaled reboot
+        self.names: dict[str, str] = {}  # VM id → pod name, of the pods seen
+        self.own_starts: dict[str, tuple[float, float]] = {}  # pod → wall times of this service's last start of it
+        self.orphans: set[str] = set()  # pods whose VM was undefined: their journal goes unless the pod is back
 
     # -- libvirt -------------------------------------------------------------------------------
 
     def _ensure_started(self, name: str) -> None:
         ensure_pod({"name": name, "state": "started", "root": self.root, "uri": self.uri}, check_mode=False)
+
+    def _check_running(self, name: str) -> str:
+        return check_running_pod(self.root, self.uri, name)
 
     def connect(self) -> None:
         libvirt = import_libvirt()[0]
@@ -103,16 +119,60 @@ class HostService:
             if found is None:
                 continue
             _dom, current = found
-            if not current.running and read_desired(self.root, current.vm_id) == "running" and current.name not in self.pending:
-                log.info("pod %s (VM %s): desired running, found stopped: starting it", current.name, current.vm_id)
-                self._restart(current.name, current.vm_id, 0, 0.0, "reconcile")
+            self.names[current.vm_id] = current.name
+            if read_desired(self.root, current.vm_id) != "running" or current.name in self.pending:
+                continue
+            if not current.running:
+                self._reconcile_stopped(_dom, current)
+            else:  # libvirt's autostart (a host reboot), or a start before this service ran
+                self.adopt(current.name, current.vm_id)
+
+    def _reconcile_stopped(self, dom: Any, current: CurrentPod) -> None:
+        """A pod to run whose VM is off: the restart policy decides by libvirt's shut-off reason (an event this service missed).
+
+        A VM that has not run since libvirtd started (reason unknown: a host reboot) is left to libvirt's
+        autostart, so that a reboot brings back the pods with ``autostart`` and no others.
+        """
+        name, vm_id = current.name, current.vm_id
+        try:
+            reason = SHUTOFF_REASONS.get(int(dom.state()[1]), UNKNOWN)
+        except Exception:  # pylint: disable=broad-exception-caught
+            reason = UNKNOWN
+        if reason == UNKNOWN:
+            log.info("pod %s (VM %s): off since libvirtd started (a host reboot): left to libvirt's autostart", name, vm_id)
+            return
+        policy = str(current.spec.get("restart_policy"))
+        decision = decide(policy, "running", reason)
+        log.info("pod %s (VM %s): desired running, found off (%s): %s", name, vm_id, reason, decision.why)
+        if decision.restart:  # the stop this service missed, journaled now (once: the restart follows)
+            record(self.root, name, decision.kind, vm_id=vm_id, reason=reason, restart_policy=policy, desired="running", action=decision.why, missed=True)
+            self._restart(name, vm_id, 0, 0.0, "reconcile")
+
+    def adopt(self, name: str, vm_id: str) -> None:
+        """A running pod no task is handling: its port rules rebuilt, or, when its guest came up bare, started again (hostd/adopt.py)."""
+        try:
+            outcome = self.check_pod(name)
+            if outcome == RESTART:
+                log.info("pod %s (VM %s): its guest came up without its containers: starting it again", name, vm_id)
+                self._restart(name, vm_id, 0, 0.0, "adopt")
+            elif outcome == RUNS:
+                self.start_pod(name)  # a running pod: its port rules rebuilt from host-side state
+                log.info("pod %s (VM %s): running, port rules checked", name, vm_id)
+        except Exception as err:  # pylint: disable=broad-exception-caught
+            log.warning("pod %s (VM %s): taking over the running pod failed: %s", name, vm_id, getattr(err, "message", None) or err)
 
     def handle(self, vm_id: str, event: int, detail: int, when: float) -> None:
+        if event == UNDEFINED:
+            name = self.names.pop(vm_id, None)
+            if name is not None:
+                self.orphans.add(name)
+            return
         found = self._pod(vm_id)
         if found is None:
             return
         _dom, current = found
         name = current.name
+        self.names[vm_id] = name
         if event == DEFINED and detail == 0:
             record(self.root, name, "created", when, vm_id=vm_id)
         elif event == REBOOTED:
@@ -122,6 +182,10 @@ class HostService:
         elif event == STARTED:
             self.backoff.setdefault(name, Backoff()).started(self.clock())
             record(self.root, name, "started", when, vm_id=vm_id)
+            # Started by neither a task (it would hold the pod) nor this service: libvirt's autostart, virsh start.
+            first, last = self.own_starts.get(name, (0.0, -1.0))
+            if not first <= when <= last and read_desired(self.root, vm_id) == "running" and name not in self.pending:
+                self.adopt(name, vm_id)
         elif event == STOPPED:
             reason = STOPPED_REASONS.get(detail, f"reason {detail}")
             desired = read_desired(self.root, vm_id) or "unknown"
@@ -132,8 +196,22 @@ class HostService:
                 attempt, delay = self.backoff.setdefault(name, Backoff()).next(self.clock())
                 self.pending[name] = (self.clock() + delay, attempt, delay, vm_id)
                 fields.update(attempt=attempt, delay=delay)
-            record(self.root, name, decision.kind, when, **fields)
-            log.info("pod %s (VM %s) %s (%s): %s", name, vm_id, decision.kind, reason, decision.why)
+            kind = decision.kind
+            if reason in CLEAN_EXITS and self._starting(name, when):
+                # A guest that powers off or resets before its start finished died at boot (a panic reboots it,
+                # panic=-1, and on_reboot ends the VM): a crash, whatever libvirt calls it.
+                kind = "crashed"
+                fields["during_start"] = True
+            record(self.root, name, kind, when, **fields)
+            log.info("pod %s (VM %s) %s (%s): %s", name, vm_id, kind, reason, decision.why)
+
+    def _starting(self, name: str, when: float) -> bool:
+        """Whether the pod was being started at ``when``: by this service (its last start's times) or by a task (it holds the pod)."""
+        first, last = self.own_starts.get(name, (0.0, -1.0))
+        if first <= when <= last:
+            return True
+        with try_lock(os.path.join(lock_dir(self.root, "hyper-hostd"), f"pod-{name}.lock"), "hyper-hostd: is a task starting the pod") as mine:
+            return not mine
 
     def _restart(self, name: str, vm_id: str, attempt: int, delay: float, why: str) -> None:
         try:
@@ -142,8 +220,11 @@ class HostService:
             if found is None or found[1].running or read_desired(self.root, vm_id) != "running":
                 log.info("pod %s (VM %s): restart %d dropped: the pod changed meanwhile", name, vm_id, attempt)
                 return
-            started = time.monotonic()
-            self.start_pod(name)
+            started, began = time.monotonic(), time.time()
+            try:
+                self.start_pod(name)
+            finally:
+                self.own_starts[name] = (began, time.time())
             record(self.root, name, "restarted", vm_id=vm_id, attempt=attempt, delay=delay, why=why, seconds=round(time.monotonic() - started, 3))
             log.info("pod %s (VM %s): restarted (attempt %d after %.1f s)", name, vm_id, attempt, delay)
         except Exception as err:  # pylint: disable=broad-exception-caught
@@ -152,6 +233,27 @@ class HostService:
             next_attempt, next_delay = self.backoff.setdefault(name, Backoff()).next(self.clock())
             self.pending[name] = (self.clock() + next_delay, next_attempt, next_delay, vm_id)
             record(self.root, name, "restart_failed", vm_id=vm_id, attempt=attempt, error=message, next_attempt=next_attempt, next_delay=next_delay)
+
+    def sweep_journals(self) -> None:
+        """Remove the journal of each pod whose VM was undefined and that has no VM any more.
+
+        hyper_pod removes a pod's journal with the pod; an event handled in the moment between
+        (the stop of a removal) would write it again. A pod a task holds (its lock) is looked at later.
+        """
+        if self.client is None:
+            return
+        for name in sorted(self.orphans):
+            with try_lock(os.path.join(lock_dir(self.root, "hyper-hostd"), f"pod-{name}.lock"), "hyper-hostd: the journal of a removed pod") as mine:
+                if not mine:
+                    continue
+                self.orphans.discard(name)
+                if name not in self.names.values() and not any(self._named(str(d.name()), name) for d in self.client.list_domains(prefix=VM_PREFIX)):
+                    remove_journal(self.root, name)
+                    log.info("pod %s: removed, its journal with it", name)
+
+    def _named(self, vm_id: str, name: str) -> bool:
+        found = self._pod(vm_id)
+        return found is not None and found[1].name == name
 
     def run_due(self) -> None:
         now = self.clock()
@@ -184,6 +286,8 @@ class HostService:
                 if item is not None:
                     self.handle(*item)
                 self.run_due()
+                if self.orphans and self.events.empty():
+                    self.sweep_journals()
             except Exception:  # pylint: disable=broad-exception-caught
                 log.exception("event %s", item)
 

@@ -21,6 +21,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.boot_slots 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import DEFAULT_ROOT, resolve_accelerator
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.locks import pod_lock, resource_lock
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.domain import apply_autostart, mark_desired
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.journal import remove_journal
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.auth import normalise_registry_auth
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.cache_lock import cache_users_lock
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import DEFAULT_PULL_POLICY, check_pull_policy
@@ -229,7 +230,8 @@ class PodTask:
                     replacing.storage.undo()
                 raise
             remove_files(self.root, found.current.vm_id)
-            if replacing is None:  # removed
+            if replacing is None:  # removed, with its event journal (a new VM of the pod keeps it)
+                remove_journal(self.root, found.current.name)
                 return None
             return self._create(plan, replacing)
         if plan.new_vm:
@@ -293,7 +295,7 @@ class PodTask:
             domain = dataclasses.replace(domain, filesystems=new.storage.filesystems(), metadata=metadata, on_reboot=on_reboot)
             dom = self.client.define(render_domain_xml(domain))
             self._claims.close()  # the domain's metadata claims its volumes, addresses and ports now
-            apply_autostart(dom, pod)
+            apply_autostart(dom, pod, "start" in plan.actions)
             if "start" in plan.actions:
                 if not self_boot:
                     add_mounts([(c.name, c.config) for c in new.containers], pod)
@@ -320,7 +322,7 @@ class PodTask:
                 save_env(self.root, vm_id, clear_env(found.current.spec))
             self.client.set_metadata(dom, stored_metadata(plan.spec))  # sealed env values
             self._claims.close()
-            apply_autostart(dom, pod)
+            apply_autostart(dom, pod, self.client.is_active(dom) and "stop" not in actions)
             if "update_restart" in actions and self.client.is_active(dom) and not {"stop", "restart"} & set(actions):
                 mark_desired(self.root, vm_id, pod, "running")
         if "stop" in actions or "restart" in actions:
@@ -334,6 +336,7 @@ class PodTask:
     def _stop(self, dom: Domain, vm_id: str, pod: StoredPod) -> None:
         # Before the stop: the host service must see a stop it was asked for as one.
         mark_desired(self.root, vm_id, pod, "stopped")
+        apply_autostart(dom, pod, running=False)  # a pod stopped on purpose stays down after a host reboot
         self.runtime.stop(dom, vm_id, pod.containers, self.stop_timeout, sync_timeout(pod))
         self.network.remove_ports(vm_id)
 
@@ -377,6 +380,7 @@ class PodTask:
         except HyperError as err:
             raise HyperError(f"pod {pod.name} (VM {vm_id}): mapping its ports failed: {err.message}", {**err.details, "step": "mapping the ports"}) from None
         mark_desired(self.root, vm_id, pod, "running")
+        apply_autostart(dom, pod)
 
     def _clear_spec(self, spec: Mapping[str, Any], found: Optional[FoundPod]) -> dict[str, Any]:
         """The plan's spec with its env values in clear: from the task, else the host's copy of the VM (or an old pod's metadata)."""

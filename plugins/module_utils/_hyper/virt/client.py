@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import xml.etree.ElementTree as ET
 from contextlib import contextmanager, suppress
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import DomainNotFound, LibvirtFailure
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.release import destroy_domain, retry_busy
 
 DEFAULT_URI = "qemu:///system"
 METADATA_NS = "https://hyper.pods/xmlns/pod/1"
@@ -51,6 +53,7 @@ class LibvirtClient:
         self.conn = conn
         self.uri = uri
         self._libvirt, _qemu = import_libvirt()
+        self.sleep: Callable[[float], None] = time.sleep  # between the retries of a busy libvirt
 
     @classmethod
     def open(cls, uri: str = DEFAULT_URI) -> LibvirtClient:
@@ -109,14 +112,14 @@ class LibvirtClient:
         """Power the domain off at once; False when it was not running (not an error)."""
         try:
             with self._errors(f"destroying domain {dom.name()}"):
-                dom.destroy()
+                # A "busy" libvirt is asked again, then the VM killed (virt/release.py).
+                return destroy_domain(dom, self._libvirt, self.sleep)
         except DomainNotFound:
             return False
         except LibvirtFailure:
             if self.is_active(dom):
                 raise
             return False
-        return True
 
     def undefine(self, dom: Domain, keep_nvram: bool = False) -> None:
         """Remove the persistent definition along with its managed save and snapshot metadata."""
@@ -124,7 +127,7 @@ class LibvirtClient:
         flags = lv.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | lv.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | lv.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
         flags |= lv.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM if keep_nvram else lv.VIR_DOMAIN_UNDEFINE_NVRAM
         with self._errors(f"undefining domain {dom.name()}"):
-            dom.undefineFlags(flags)
+            retry_busy(lambda: dom.undefineFlags(flags), self._libvirt, self.sleep)
 
     def state(self, dom: Domain) -> str:
         """One of nostate, running, blocked, paused, shutdown, shutoff, crashed, pmsuspended."""

@@ -39,7 +39,7 @@ def make(tmp_path: Any, spec: Optional[dict[str, Any]], fail: int = 0) -> tuple[
         started.append(name)
         running["value"] = True
 
-    svc = HostService(str(tmp_path), "test:///default", start_pod=start_pod, clock=clock)
+    svc = HostService(str(tmp_path), "test:///default", start_pod=start_pod, clock=clock, check_pod=lambda _name: "busy")
     svc.client = object()  # type: ignore[assignment]
 
     def lookup(vm_id: str) -> Optional[tuple[Any, CurrentPod]]:
