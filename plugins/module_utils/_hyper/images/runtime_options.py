@@ -19,7 +19,7 @@ Pure: ``apply_options`` takes the config ``bundle.runtime_config`` made and retu
   which runs in the runtime's namespaces, before the container's process starts.
 - ``healthcheck`` → the annotation ``hyper.pods.healthcheck``, read by the guest's supervisor
   (``hyper-container``): ``1 INTERVAL TIMEOUT RETRIES START_PERIOD ACTION ARG64...`` — seconds with
-  at most two decimals, the action ``none`` or ``restart``, each argv word in base64, so the guest's
+  at most two decimals, the action ``none`` or ``restart``, each argv word in base64 (``-`` for an empty one), so the guest's
   shell reads it with one ``sed`` and no JSON parser.
 """
 
@@ -62,7 +62,8 @@ def health_annotation(check: Healthcheck) -> str:
         seconds_word(check.start_period),
         check.failure_action,
     ]
-    words.extend(base64.b64encode(arg.encode("utf-8")).decode("ascii") for arg in check.test)
+    # "-" stands for an empty word (its base64 would be empty and vanish in the guest's word splitting).
+    words.extend(base64.b64encode(arg.encode("utf-8")).decode("ascii") if arg else "-" for arg in check.test)
     return " ".join(words)
 
 

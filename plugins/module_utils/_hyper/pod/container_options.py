@@ -208,7 +208,7 @@ class ContainerOptions:
             "sysctls": dict(self.sysctls),
             "tmpfs": [t.to_json() for t in self.tmpfs],
             "labels": dict(self.labels),
-            "container_hostname": self.hostname,
+            "hostname": self.hostname,
             "healthcheck": self.healthcheck.to_json() if self.healthcheck else None,
         }
 
