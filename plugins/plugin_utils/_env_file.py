@@ -70,6 +70,10 @@ def expand_env_files(args: Mapping[str, Any], find: Callable[[str], str]) -> dic
         env = container.get("env")
         if env is not None and not isinstance(env, Mapping):
             raise SpecError(option.replace(".env_file", ".env"), env, "must be a mapping of variable names to strings")
-        merged = {**read_env_file(find(given), option), **(env or {})}
+        try:
+            found = find(given)
+        except SpecError as err:
+            raise SpecError(option, given, err.reason) from None
+        merged = {**read_env_file(found, option), **(env or {})}
         out.append({**{k: v for k, v in container.items() if k != "env_file"}, "env": merged})
     return {**args, "containers": out}
