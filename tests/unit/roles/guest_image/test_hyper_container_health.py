@@ -32,10 +32,10 @@ pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="needs busybox on the ho
 FAKE_CRUN = """#!/bin/sh
 case "$1" in
 exec)
-	shift
-	if [ "$1" = --pid-file ]; then echo $$ >"$2"; shift 2; fi
-	shift
-	exec "$@" ;;
+    shift
+    if [ "$1" = --pid-file ]; then echo $$ >"$2"; shift 2; fi
+    shift
+    exec "$@" ;;
 *) echo "$*" >>"$(dirname "$0")/crun.log" ;;
 esac
 """

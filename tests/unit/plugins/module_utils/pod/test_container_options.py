@@ -247,7 +247,7 @@ EVERYTHING = {
 
 
 def test_stored_form_round_trips_and_old_containers_are_unchanged() -> None:
-    spec, _ = normalise_pod({"name": "p", "containers": [EVERYTHING, {"name": "plain", "image": "busybox"}]})
+    spec, _user_set = normalise_pod({"name": "p", "containers": [EVERYTHING, {"name": "plain", "image": "busybox"}]})
     stored = spec.to_stored(accelerator="tcg", guest={"image": "default", "kernel": "/k", "initrd": "/i", "initrd_sha256": None}, digests={})
     full, plain = stored["containers"]
     assert full["memory"] == 64 * MIB and full["cpus"] == 0.5 and full["cap_add"] == ["CAP_SYS_TIME"] and full["sysctls"] == {"net.core.somaxconn": "1024"}
