@@ -26,7 +26,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.bundle im
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import ImageCache, ImageRef, ResolvedImage, parse_image_ref, read_json
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.runtime_options import apply_options
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.container_options import check_pod_limits
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.container_checks import check_pod_limits
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer, StoredPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import DiskSpec
 

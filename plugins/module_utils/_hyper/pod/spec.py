@@ -23,13 +23,8 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.policy imp
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import DEFAULT_TRANSPORT, ImageRef, parse_image_ref
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.networks import normalise_dns, normalise_networks
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.ports import normalise_ports
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.container_options import (
-    OPTION_KEYS,
-    ContainerOptions,
-    check_pod_limits,
-    check_pod_sysctls,
-    normalise_options,
-)
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.container_checks import check_pod_limits, check_pod_sysctls, normalise_options
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.container_options import OPTION_KEYS, ContainerOptions
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import check_pod_name
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer, StoredFile, StoredMount
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.files import FileSpec, normalise_files, read_source, stored_file

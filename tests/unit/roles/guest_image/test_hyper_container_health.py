@@ -21,7 +21,7 @@ import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import container_meta, parse_status
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.runtime_options import apply_options
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.container_options import normalise_options
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.container_checks import normalise_options
 
 TEMPLATE = Path(__file__).resolve().parents[4] / "roles" / "guest_image" / "templates" / "hyper-container.sh.j2"
 BUSYBOX = shutil.which("busybox")

@@ -12,7 +12,8 @@ import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.bundle import DEFAULT_CAPABILITIES, runtime_config
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.runtime_options import HEALTH_ANNOTATION, apply_options, health_annotation
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.container_options import ContainerOptions, Healthcheck, normalise_options
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.container_checks import normalise_options
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.container_options import ContainerOptions, Healthcheck
 
 BASE: dict[str, Any] = {
     "ociVersion": "1.0.0",

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.container_checks import check_pod_limits, normalise_options, parse_duration, parse_memory
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.container_options import (
     CAPABILITIES,
     ContainerOptions,
@@ -16,10 +17,6 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.container_op
     TmpfsMount,
     Ulimit,
     capability_set,
-    check_pod_limits,
-    normalise_options,
-    parse_duration,
-    parse_memory,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import normalise_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer, StoredPod, StoredSpecError
