@@ -120,3 +120,13 @@ def test_a_large_output_is_kept_to_4_kib(guest: Path) -> None:
     health = status(guest)["chatty"]["health"]
     assert health["status"] == "healthy"
     assert health["log"][0]["output"] == "a" * 4096
+
+
+def test_a_result_newer_than_the_status_clock_has_age_zero(guest: Path) -> None:
+    """A check may end between status reading the clock and reading its result: no negative age for the host to refuse."""
+    directory = container(guest, "racy", {"test": ["true"], "interval": 1})
+    (directory / "health").write_text("healthy\n")
+    (directory / "health_streak").write_text("0\n")
+    (directory / "health.1").write_text("0 99999999990 99999999999 b2sK\n")
+    health = status(guest)["racy"]["health"]
+    assert health["log"] == [{"exit_code": 0, "duration": 0.09, "age": 0.0, "output": "ok\n"}]
