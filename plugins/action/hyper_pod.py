@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
@@ -24,6 +25,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.plan import services_hash
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.spec import final_services, normalise_services
 from ansible_collections.hyper.pods.plugins.plugin_utils._adapter import action_failure, refuse_internal
+from ansible_collections.hyper.pods.plugins.plugin_utils._env_file import expand_env_files
 from ansible_collections.hyper.pods.plugins.plugin_utils._service_render import RenderError, render_services
 
 MODULE = "hyper.pods.hyper_pod"
@@ -54,6 +56,10 @@ class ActionModule(ActionBase):
         if warnings is not None and (not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings)):
             result.update(failed=True, msg=f"option warnings (from the from_kube and from_hyperd filters) must be a list of strings, not {warnings!r}")
             return result
+        try:
+            args = expand_env_files(args, self._find_env_file)
+        except SpecError as err:
+            return action_failure(result, err)
         template = args.pop("service_template", None)
         if args.get("services") is not None and args.get("state") not in ("absent", "stopped"):
             try:
@@ -70,3 +76,10 @@ class ActionModule(ActionBase):
         if warnings:
             result["warnings"] = [*warnings, *result.get("warnings", [])]
         return result
+
+    def _find_env_file(self, path: str) -> str:
+        """A container's env_file on the controller: absolute, or looked up as copy's src (role files/, playbook dir)."""
+        try:
+            return str(self._find_needle("files", path))
+        except AnsibleError as err:
+            raise SpecError("env_file", path, f"not found on the controller: {err}") from None

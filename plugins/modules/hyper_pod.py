@@ -297,6 +297,119 @@ options:
                 C(/etc/group).
             type: str
             default: '0:0'
+      cpus:
+        description:
+          - CPU time the container may use, in CPUs (V(0.5) is half of one), as docker's C(--cpus), a cgroup v2
+            C(cpu.max) quota over a 100 ms period. At most the pod's O(vcpus). See C(docs/containers.md).
+        type: float
+      memory:
+        description:
+          - Memory limit of the container (cgroup v2 C(memory.max), no swap). A number is MiB, as the pod's O(memory);
+            a string may carry a unit as docker's C(--memory) does (V(64m), V(512k), V(1g), V(33554432b)). At least
+            6 MiB, at most the pod's O(memory).
+          - A container that goes over it is killed by the guest kernel's OOM killer inside its own cgroup; the other
+            containers and the guest keep running. Its exit code is then 137 and its O(containers[].restart_policy) applies.
+        type: raw
+      pids_limit:
+        description:
+          - Most processes and threads the container may have at once (cgroup v2 C(pids.max)); a fork beyond it fails.
+        type: int
+      cap_add:
+        description:
+          - Capabilities to add to docker's default set, with or without C(CAP_) (V(NET_ADMIN), V(CAP_SYS_TIME)), or V(ALL).
+        type: list
+        elements: str
+      cap_drop:
+        description:
+          - Capabilities to drop from docker's default set, or V(ALL) (then only O(containers[].cap_add) is kept), as docker does.
+        type: list
+        elements: str
+      read_only:
+        description:
+          - Mount the container's root filesystem read-only. Its O(containers[].tmpfs) mounts, volumes and files stay writable.
+        type: bool
+      no_new_privileges:
+        description:
+          - Set C(no_new_privs) on the container's processes, so that setuid binaries and file capabilities give nothing more.
+        type: bool
+      ulimits:
+        description:
+          - Resource limits of the container's processes, docker's V(NAME:SOFT[:HARD]) (V(nofile:1024:2048)) or mappings
+            with C(name), C(soft) and C(hard); V(-1) or V(unlimited) for no limit. Names as docker's C(--ulimit)
+            (V(nofile), V(nproc), V(core), V(memlock), V(stack) ...). A container gets C(nofile) 65536 by default.
+        type: list
+        elements: raw
+      sysctls:
+        description:
+          - Namespaced kernel parameters, names to values. Only C(net.*), C(fs.mqueue.*) and C(kernel.msgmax), C(kernel.msgmnb),
+            C(kernel.msgmni), C(kernel.sem), C(kernel.shmall), C(kernel.shmmax), C(kernel.shmmni), C(kernel.shm_rmid_forced);
+            any other is refused.
+          - The IPC ones are the container's own. The containers of a pod share one network namespace (the VM's), so C(net.*)
+            ones apply to the whole pod, and two containers may not give one different values.
+        type: dict
+      tmpfs:
+        description:
+          - tmpfs mounts, docker's V(PATH[:OPTIONS]) (V(/run:size=16m,mode=1777)) or mappings with C(path) and C(options).
+          - They get C(nosuid), C(nodev) and C(noexec) unless the options say otherwise. Options are C(size), C(mode), C(uid),
+            C(gid), C(nr_inodes), C(nr_blocks) and the flags C(ro), C(rw), C(exec), C(suid), C(dev), C(noatime) and their opposites.
+          - Their content is guest memory, counted in the container's O(containers[].memory).
+        type: list
+        elements: raw
+      labels:
+        description:
+          - Labels of the container, strings to strings, set as annotations of its OCI runtime config. Keys starting with
+            C(hyper.pods.) are the collection's own.
+        type: dict
+      env_file:
+        description:
+          - A file B(on the controller) with environment variables, read as docker_container reads C(env_file)
+            (C(KEY=VALUE) lines; lines starting with C(#) and empty lines are skipped; values are taken as they are,
+            quotes included). O(containers[].env) wins over it. A relative path is looked up as C(copy)'s C(src) is.
+          - Read by the action plugin, which sends the variables as O(containers[].env) (C(no_log)).
+        type: path
+      hostname:
+        description:
+          - Host name of this container (its own UTS namespace), instead of the pod's O(hostname). The containers still share
+            the pod's network namespace, so the name changes only what C(hostname) and C(uname -n) say in it.
+        type: str
+      healthcheck:
+        description:
+          - A check the guest runs in the container (with C(crun exec)) every O(containers[].healthcheck.interval); its state
+            (V(starting), V(healthy), V(unhealthy)) and its last 5 results with their first 4 KiB of output are in
+            RV(pod.containers[].health). See O(wait_healthy) and C(docs/containers.md).
+        type: dict
+        suboptions:
+          test:
+            description:
+              - "The check, as docker's C(HEALTHCHECK): V([CMD, ARG...]) or a plain argv list (no shell), V([CMD-SHELL, COMMAND])
+                or a string (run with C(/bin/sh -c)), or V([NONE]) (no check). Exit code 0 is healthy."
+            type: raw
+            required: true
+          interval:
+            description:
+              - Time between the end of one check and the next, seconds or docker's form (V(30s), V(1m30s)); at least 1 s.
+                Defaults to V(30s).
+            type: raw
+          timeout:
+            description:
+              - A check still running after this is killed and counts as failed. Defaults to V(30s); at least 1 s.
+            type: raw
+          retries:
+            description:
+              - Failed checks in a row that make the container V(unhealthy). Defaults to V(3).
+            type: int
+          start_period:
+            description:
+              - Time after the container started in which failed checks do not count (a passing one makes it V(healthy)).
+                Defaults to V(0s).
+            type: raw
+          failure_action:
+            description:
+              - V(none) (the default, as docker) only reports an unhealthy container. V(restart) stops it (its
+                O(containers[].stop_signal), SIGKILL after O(containers[].stop_timeout)) so that its O(containers[].restart_policy)
+                starts it again, which must then be V(on-failure) or V(always).
+            type: str
+            choices: [none, restart]
   volumes:
     description:
       - The pod's volumes, mounted into containers with O(containers[].volumes). Compared as a whole with the
@@ -452,6 +565,19 @@ options:
         config disk and (with O(wait)) every container runs.
       - The wait for one of the host's boot slots comes before and is not part of it (C(boot_queue_timeout) in
         C(host.json), see C(docs/concurrency.md)).
+    type: int
+    default: 120
+  wait_healthy:
+    description:
+      - After the task (also when it changed nothing), wait until every container with a O(containers[].healthcheck) is
+        V(healthy). The task fails as soon as one turns V(unhealthy) or exits, or after O(wait_healthy_timeout), with the
+        check's last output and the container's log. The pod is left running then, so that it can be looked at.
+      - Not in check mode, and not for a pod that does not run.
+    type: bool
+    default: false
+  wait_healthy_timeout:
+    description:
+      - Seconds O(wait_healthy) waits.
     type: int
     default: 120
   recreate:
@@ -867,6 +993,71 @@ pod:
           description: How often the guest restarted it.
           type: int
           sample: 0
+        cpus:
+          description: The container's O(hyper.pods.hyper_pod#module:containers[].cpus), V(null) when not limited.
+          type: float
+          sample: 0.5
+        memory:
+          description: The container's memory limit in bytes, V(null) when not limited.
+          type: int
+          sample: 33554432
+        pids_limit:
+          description: The container's O(hyper.pods.hyper_pod#module:containers[].pids_limit), V(null) when not limited.
+          type: int
+          sample: 64
+        cap_add:
+          description: Capabilities added (with C(CAP_), or V(ALL)).
+          type: list
+          elements: str
+          sample: [CAP_NET_ADMIN]
+        cap_drop:
+          description: Capabilities dropped (with C(CAP_), or V(ALL)).
+          type: list
+          elements: str
+          sample: [ALL]
+        read_only:
+          description: Whether the root filesystem is read-only.
+          type: bool
+          sample: false
+        no_new_privileges:
+          description: Whether C(no_new_privs) is set.
+          type: bool
+          sample: false
+        ulimits:
+          description: The container's O(hyper.pods.hyper_pod#module:containers[].ulimits), C(name), C(soft), C(hard) (V(-1) for no limit).
+          type: list
+          elements: dict
+          sample: [{name: nofile, soft: 1024, hard: 2048}]
+        sysctls:
+          description: The container's O(hyper.pods.hyper_pod#module:containers[].sysctls).
+          type: dict
+          sample: {net.ipv4.ip_unprivileged_port_start: "0"}
+        tmpfs:
+          description: The container's tmpfs mounts, C(path) and C(options) (defaults included).
+          type: list
+          elements: dict
+          sample: [{path: /tmp, options: [nosuid, nodev, noexec, size=16m]}]
+        labels:
+          description: The container's labels.
+          type: dict
+          sample: {team: web}
+        hostname:
+          description: The container's own O(hyper.pods.hyper_pod#module:containers[].hostname); V(null) when it has the pod's.
+          type: str
+          sample: null
+        healthcheck:
+          description: The container's healthcheck, normalised (C(test) an argv, times in seconds); V(null) without one.
+          type: dict
+          sample: {test: [/bin/sh, -c, "wget -q -O- localhost:8080"], interval: 30.0, timeout: 30.0, retries: 3, start_period: 0.0, failure_action: none}
+        health:
+          description:
+            - The healthcheck's state as the guest reports it; V(null) without a healthcheck, while the VM is off or
+              when the guest agent does not answer.
+            - C(status) is V(starting), V(healthy) or V(unhealthy); C(failing_streak) the failed checks in a row;
+              C(log) the last results, newest first (at most 5), each with C(exit_code) (V(null) when it timed out),
+              C(duration) and C(age) in seconds, and C(output) (its first 4 KiB, as printable text).
+          type: dict
+          sample: {status: healthy, failing_streak: 0, log: [{exit_code: 0, duration: 0.31, age: 2.4, output: "ok\n"}]}
         logs:
           description: The last lines of the container's log, as many as O(hyper.pods.hyper_pod_info#module:logs) asks.
           returned: by M(hyper.pods.hyper_pod_info), when its O(hyper.pods.hyper_pod_info#module:logs) option is above 0
@@ -957,6 +1148,32 @@ CONTAINER_OPTIONS = {
         "mutually_exclusive": [("content", "src")],
         "required_one_of": [("content", "src")],
     },
+    # As docker_container and podman_container name them; no defaults: the library checks them (pod/container_options.py).
+    "cpus": {"type": "float"},
+    "memory": {"type": "raw"},
+    "pids_limit": {"type": "int"},
+    "cap_add": {"type": "list", "elements": "str"},
+    "cap_drop": {"type": "list", "elements": "str"},
+    "read_only": {"type": "bool"},
+    "no_new_privileges": {"type": "bool"},
+    "ulimits": {"type": "list", "elements": "raw"},
+    "sysctls": {"type": "dict"},
+    "tmpfs": {"type": "list", "elements": "raw"},
+    "labels": {"type": "dict"},
+    # Read on the controller by the action plugin, which merges it into env and drops it.
+    "env_file": {"type": "path"},
+    "hostname": {"type": "str"},
+    "healthcheck": {
+        "type": "dict",
+        "options": {
+            "test": {"type": "raw", "required": True},
+            "interval": {"type": "raw"},
+            "timeout": {"type": "raw"},
+            "retries": {"type": "int"},
+            "start_period": {"type": "raw"},
+            "failure_action": {"type": "str", "choices": ["none", "restart"]},
+        },
+    },
 }
 
 ARGUMENT_SPEC = with_common_args(
@@ -1009,6 +1226,8 @@ ARGUMENT_SPEC = with_common_args(
         **REGISTRY_AUTH_SPEC,
         "wait": {"type": "bool", "default": True},
         "wait_timeout": {"type": "int", "default": 120},
+        "wait_healthy": {"type": "bool", "default": False},
+        "wait_healthy_timeout": {"type": "int", "default": 120},
         "recreate": {"type": "bool", "default": False},
         "stop_timeout": {"type": "int", "default": 30},
         "services": {"type": "list", "elements": "dict", "options": SERVICE_OPTIONS},

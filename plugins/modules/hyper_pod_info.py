@@ -285,6 +285,71 @@ pods:
           description: How often the guest restarted it.
           type: int
           sample: 0
+        cpus:
+          description: The container's O(hyper.pods.hyper_pod#module:containers[].cpus), V(null) when not limited.
+          type: float
+          sample: 0.5
+        memory:
+          description: The container's memory limit in bytes, V(null) when not limited.
+          type: int
+          sample: 33554432
+        pids_limit:
+          description: The container's O(hyper.pods.hyper_pod#module:containers[].pids_limit), V(null) when not limited.
+          type: int
+          sample: 64
+        cap_add:
+          description: Capabilities added (with C(CAP_), or V(ALL)).
+          type: list
+          elements: str
+          sample: [CAP_NET_ADMIN]
+        cap_drop:
+          description: Capabilities dropped (with C(CAP_), or V(ALL)).
+          type: list
+          elements: str
+          sample: [ALL]
+        read_only:
+          description: Whether the root filesystem is read-only.
+          type: bool
+          sample: false
+        no_new_privileges:
+          description: Whether C(no_new_privs) is set.
+          type: bool
+          sample: false
+        ulimits:
+          description: The container's O(hyper.pods.hyper_pod#module:containers[].ulimits), C(name), C(soft), C(hard) (V(-1) for no limit).
+          type: list
+          elements: dict
+          sample: [{name: nofile, soft: 1024, hard: 2048}]
+        sysctls:
+          description: The container's O(hyper.pods.hyper_pod#module:containers[].sysctls).
+          type: dict
+          sample: {net.ipv4.ip_unprivileged_port_start: "0"}
+        tmpfs:
+          description: The container's tmpfs mounts, C(path) and C(options) (defaults included).
+          type: list
+          elements: dict
+          sample: [{path: /tmp, options: [nosuid, nodev, noexec, size=16m]}]
+        labels:
+          description: The container's labels.
+          type: dict
+          sample: {team: web}
+        hostname:
+          description: The container's own O(hyper.pods.hyper_pod#module:containers[].hostname); V(null) when it has the pod's.
+          type: str
+          sample: null
+        healthcheck:
+          description: The container's healthcheck, normalised (C(test) an argv, times in seconds); V(null) without one.
+          type: dict
+          sample: {test: [/bin/sh, -c, "wget -q -O- localhost:8080"], interval: 30.0, timeout: 30.0, retries: 3, start_period: 0.0, failure_action: none}
+        health:
+          description:
+            - The healthcheck's state as the guest reports it; V(null) without a healthcheck, while the VM is off or
+              when the guest agent does not answer.
+            - C(status) is V(starting), V(healthy) or V(unhealthy); C(failing_streak) the failed checks in a row;
+              C(log) the last results, newest first (at most 5), each with C(exit_code) (V(null) when it timed out),
+              C(duration) and C(age) in seconds, and C(output) (its first 4 KiB, as printable text).
+          type: dict
+          sample: {status: healthy, failing_streak: 0, log: [{exit_code: 0, duration: 0.31, age: 2.4, output: "ok\n"}]}
         logs:
           description: The last lines of the container's log, as many as O(hyper.pods.hyper_pod_info#module:logs) asks.
           returned: by M(hyper.pods.hyper_pod_info), when its O(hyper.pods.hyper_pod_info#module:logs) option is above 0

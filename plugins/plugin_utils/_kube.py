@@ -6,8 +6,8 @@
 
 Kubernetes' ``command`` is the image's entrypoint and ``args`` its command, which is what
 hyper_pod's ``entrypoint`` and ``command`` are. Per-container resources size the pod's VM (the
-guest's own 128 MiB plus the containers' memory, the sum of their CPUs); they are not enforced
-per container inside it. ``emptyDir`` volumes become disk volumes named after the pod (disk
+guest's own 128 MiB plus the containers' memory, the sum of their CPUs); their limits are
+enforced per container inside it (``cpus``, ``memory``: _kube_container.py). ``emptyDir`` volumes become disk volumes named after the pod (disk
 volumes are named on the host), ``hostPath`` directories become host directories.
 """
 
@@ -32,6 +32,7 @@ from ansible_collections.hyper.pods.plugins.plugin_utils._convert import (
     text,
     volume_size,
 )
+from ansible_collections.hyper.pods.plugins.plugin_utils._kube_container import HARDENING_FIELDS, hardening, limits
 
 DEFAULT_EMPTYDIR_SIZE = "1G"
 RESTART = {"Always": "always", "OnFailure": "on-failure", "Never": "never"}
@@ -151,12 +152,12 @@ CONTAINER_REFUSED = {
     "workingDirectory": "the field is workingDir",
 }
 SECURITY_POD_KNOWN = ("runAsUser", "runAsGroup", "runAsNonRoot")
-SECURITY_CONTAINER_KNOWN = ("runAsUser", "runAsGroup", "runAsNonRoot")
+SECURITY_CONTAINER_KNOWN = ("runAsUser", "runAsGroup", "runAsNonRoot", *HARDENING_FIELDS)
 SECURITY_REFUSED = {
     "privileged": "hyper_pod has no privileged containers",
-    "capabilities": "hyper_pod has no option for a container's capabilities",
-    "readOnlyRootFilesystem": "hyper_pod has no read-only root file system option (the image disk is read-only, the overlay is writable)",
-    "allowPrivilegeEscalation": "hyper_pod has no option for no_new_privileges",
+    "capabilities": "is a container's field: give it in the container's securityContext",
+    "readOnlyRootFilesystem": "is a container's field: give it in the container's securityContext",
+    "allowPrivilegeEscalation": "is a container's field: give it in the container's securityContext",
     "seccompProfile": "hyper_pod has no seccomp option",
     "appArmorProfile": "hyper_pod has no AppArmor option",
     "seLinuxOptions": "hyper_pod has no SELinux option",
@@ -450,6 +451,7 @@ def from_kube(manifest: object, name: Optional[str] = None, strict: bool = False
         user = _user(conv, pod_security, source.get("securityContext"), f"{where}.securityContext")
         if user is not None:
             container["user"] = user
+        container.update(hardening(mapping(source.get("securityContext") or {}, f"{where}.securityContext"), f"{where}.securityContext"))
         container["restart_policy"] = RESTART[restart]
         if grace is not None:
             container["stop_timeout"] = grace
@@ -460,6 +462,7 @@ def from_kube(manifest: object, name: Optional[str] = None, strict: bool = False
         if source.get("resources") is not None:
             cpu, mem = _resources(conv, source.get("resources"), f"{where}.resources")
             cpus, memory, sized = cpus + cpu, memory + mem, sized or bool(cpu or mem)
+            container.update(limits(mapping(source.get("resources"), f"{where}.resources"), f"{where}.resources"))
         policy = source.get("imagePullPolicy")
         if policy is not None and policy not in PULL:
             raise ConversionError(f"{where}.imagePullPolicy", f"{policy!r} is not Always, IfNotPresent or Never")
@@ -477,7 +480,7 @@ def from_kube(manifest: object, name: Optional[str] = None, strict: bool = False
         conv.warn(
             f"{spec_where}.containers[].resources",
             f"size the pod's VM ({options.get('memory', MIN_MEMORY_MIB)} MiB: the guest's {MIN_MEMORY_MIB} plus the containers';"
-            f" {options['vcpus']} vCPUs); they are not enforced per container inside it",
+            f" {options['vcpus']} vCPUs); the limits are enforced per container inside it, the requests only size it",
         )
     if "always" in pulls:
         options["pull"] = "always"

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Optional, Sequence, TypedDict
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentCommandError, AgentError, ContainerError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import ExecResult, ExecTimeout, GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.health import HealthState, parse_health
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.logs import log_lines
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.replies import load_guest_json
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Deadline, Sleep, backoff
@@ -49,7 +50,12 @@ POLL_CAP = 0.5
 SETTLE_SECONDS = 0.5
 
 
-class ContainerState(TypedDict):
+class _HealthPart(TypedDict, total=False):
+    # Only for a container with a healthcheck (guest/health.py).
+    health: HealthState
+
+
+class ContainerState(_HealthPart):
     """One container as ``hyper-container status`` reports it."""
 
     status: str
@@ -118,6 +124,8 @@ def parse_status(text: str) -> dict[str, ContainerState]:
         if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
             raise AgentError(f"hyper-container status: container {name} has restarts {restarts!r}, not a number")
         states[name] = ContainerState(status=status, pid=pid, exit_code=exit_code, restarts=restarts)
+        if entry.get("health") is not None:
+            states[name]["health"] = parse_health(entry["health"], name)
     return states
 
 

@@ -25,6 +25,8 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.bundle im
     unpack,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import ImageCache, ImageRef, ResolvedImage, parse_image_ref, read_json
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.runtime_options import apply_options
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.container_checks import check_pod_limits
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer, StoredPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import DiskSpec
 
@@ -101,13 +103,15 @@ class PodImages:
                     raise ImageError(f"a pod can use at most {MAX_IMAGES} different images")
                 disks[digest] = DiskSpec(path=build_disk(bundle, runner=self.runner), target=layout.disk_target(len(disks)), serial=disk_serial(digest))
             loaded = load_bundle(bundle)
+            check_pod_limits(name, container.options, pod.vcpus, pod.memory)
             config = runtime_config(
                 loaded.base_config,
                 runtime_options(container),
-                hostname=pod.hostname,
+                hostname=container.options.hostname or pod.hostname,
                 image_config=loaded.image_config,
                 users=load_user_db(os.path.join(bundle, ROOTFS_DIR)),
             )
+            config = apply_options(config, container.options)
             meta = {
                 "name": name,
                 "serial": disks[digest].serial,

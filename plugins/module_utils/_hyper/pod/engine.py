@@ -36,6 +36,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.config_disk 
     write_disk,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.domain import discard_vm, domain_spec, remove_files
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.health import check_healthy_timeout, wait_healthy
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import VM_PREFIX
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.plan import Plan, masked_diff, plan_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.secrets import (
@@ -122,6 +123,8 @@ class PodTask:
         self.wait = params.get("wait") is not False
         self.wait_timeout = float(params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
         self.stop_timeout = float(DEFAULT_STOP_TIMEOUT if params.get("stop_timeout") is None else params["stop_timeout"])
+        self.wait_healthy = bool(params.get("wait_healthy"))
+        self.healthy_timeout = check_healthy_timeout(params.get("wait_healthy_timeout"))
         self.runtime = PodRuntime(self.session, self.root)
         # The host-wide claim lock while held (from the re-check of shared resources to the define).
         self._claims = contextlib.ExitStack()
@@ -165,6 +168,8 @@ class PodTask:
             result["changed"] = True
             result["actions"] = ["sync_ports"]
         if self.check_mode or not plan.changed:
+            if not self.check_mode and found is not None:
+                self._wait_healthy(found)
             result["pod"] = pod_view(self.session, found) if found and not plan.changed else predicted_view(plan, found.current if found else None)
             return result
 
@@ -177,7 +182,10 @@ class PodTask:
         if dom is None:
             result["pod"] = predicted_view(plan, None)
         else:
-            result["pod"] = pod_view(self.session, self.session.reread(dom))
+            after = self.session.reread(dom)
+            if after is not None:
+                self._wait_healthy(after)
+            result["pod"] = pod_view(self.session, after)
         if self.session.timings:
             result["timings"] = dict(self.session.timings)
         return result
@@ -398,6 +406,20 @@ class PodTask:
         files = storage.guest_files(vm_id, owners) if any(c.files for c in pod.containers) else []
         entries = pod_entries(pod, containers, net_args, resolv_conf, files, load_services(self.root, vm_id))
         write_disk(config_path(self.root, vm_id), build_tar(entries), in_place=False)
+
+    def _wait_healthy(self, found: FoundPod) -> None:
+        """With ``wait_healthy``, on a running pod: wait until its containers with a healthcheck are healthy.
+
+        On failure the pod is left as it is (running), so that it can be looked at.
+        """
+        if not self.wait_healthy or not found.current.running:
+            return
+        guest = self.session.guest_pod(found.dom, found.current.vm_id)
+        try:
+            wait_healthy(guest, found.current.pod.containers, self.healthy_timeout, clock=self.session.clock, sleep=self.session.sleep)
+        except HyperError as err:
+            what = f"pod {found.current.pod.name} (VM {found.current.vm_id}): {err.message}"
+            raise HyperError(what, {**err.details, "step": "waiting for the containers to be healthy"}) from None
 
     def _sync_ports(self, dom: Domain, vm_id: str, pod: StoredPod) -> bool:
         def live() -> set[str]:

@@ -23,6 +23,8 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.policy imp
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.images.oci import DEFAULT_TRANSPORT, ImageRef, parse_image_ref
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.networks import normalise_dns, normalise_networks
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.ports import normalise_ports
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.container_checks import check_pod_limits, check_pod_sysctls, normalise_options
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.container_options import OPTION_KEYS, ContainerOptions
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import check_pod_name
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer, StoredFile, StoredMount
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.files import FileSpec, normalise_files, read_source, stored_file
@@ -83,7 +85,10 @@ FIELD_OPTIONS: dict[str, tuple[str, ...]] = {
     "scratch_size": ("scratch_size",),
     "log_size": ("log_size",),
 }
-CONTAINER_KEYS = ("name", "image", "command", "entrypoint", "env", "workdir", "user", "restart_policy", "stop_signal", "stop_timeout", "volumes", "files")
+CONTAINER_KEYS = (
+    "name", "image", "command", "entrypoint", "env", "workdir", "user", "restart_policy", "stop_signal", "stop_timeout", "volumes", "files",
+    *OPTION_KEYS, "env_file",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,7 @@ class ContainerSpec:
     stop_timeout: int = DEFAULT_CONTAINER_STOP_TIMEOUT
     volumes: tuple[MountSpec, ...] = ()
     files: tuple[FileSpec, ...] = ()
+    options: ContainerOptions = field(default_factory=ContainerOptions)
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,7 @@ def stored_container(container: ContainerSpec, digest: Optional[str], pod: str =
         stop_timeout=container.stop_timeout,
         volumes=tuple(StoredMount(m.name, m.path, m.read_only) for m in container.volumes),
         files=tuple(StoredFile.from_json(stored_file(pod, container.name, item), f"containers[{container.name}].files") for item in container.files),
+        options=container.options,
     ).to_json()
 
 
@@ -287,8 +294,13 @@ def normalise_container(value: object, index: int, default_transport: str, volum
     stop_timeout = value.get("stop_timeout")
     mounts = normalise_mounts(value.get("volumes"), where, volume_names)
     files = normalise_files(value.get("files"), where)
+    if value.get("env_file") is not None:
+        raise SpecError(f"{where}.env_file", value["env_file"], "is read on the controller by the hyper_pod action plugin, which sends its variables as env")
+    options = normalise_options(value, where, str(policy))
     check_distinct_paths(
-        [(f"{where}.volumes[{i}].path", m.path) for i, m in enumerate(mounts)] + [(f"{where}.files[{i}].path", f.path) for i, f in enumerate(files)]
+        [(f"{where}.volumes[{i}].path", m.path) for i, m in enumerate(mounts)]
+        + [(f"{where}.files[{i}].path", f.path) for i, f in enumerate(files)]
+        + [(f"{where}.tmpfs[{i}].path", t.path) for i, t in enumerate(options.tmpfs)]
     )
     return ContainerSpec(
         name=name,
@@ -304,6 +316,7 @@ def normalise_container(value: object, index: int, default_transport: str, volum
         stop_timeout=DEFAULT_CONTAINER_STOP_TIMEOUT if stop_timeout is None else _int(stop_timeout, f"{where}.stop_timeout", 0, layout.MAX_STOP_TIMEOUT),
         volumes=mounts,
         files=files,
+        options=options,
     )
 
 
@@ -341,6 +354,7 @@ def normalise_pod(params: Mapping[str, Any]) -> tuple[PodSpec, frozenset[str]]:
         if container.name in seen:
             raise SpecError(f"containers[{index}].name", container.name, "is used by an earlier container; names must be unique within the pod")
         seen.add(container.name)
+    check_pod_sysctls([(c.name, c.options) for c in containers])
 
     spec = PodSpec(
         name=name,
@@ -363,6 +377,8 @@ def normalise_pod(params: Mapping[str, Any]) -> tuple[PodSpec, frozenset[str]]:
         scratch_size=parse_scratch_size(params["scratch_size"]) if _given(params, "scratch_size") else DEFAULT_SCRATCH_BYTES,
         log_size=parse_log_size(params["log_size"]) if _given(params, "log_size") else DEFAULT_LOG_BYTES,
     )
+    for container in containers:  # against the pod's own size when the task gives it (else when the config is made)
+        check_pod_limits(container.name, container.options, spec.vcpus if _given(params, "vcpus") else None, spec.memory if _given(params, "memory") else None)
     user_set = {fld for fld, options in FIELD_OPTIONS.items() if any(_given(params, option) for option in options)}
     if accelerator == "auto":
         user_set.discard("accelerator")

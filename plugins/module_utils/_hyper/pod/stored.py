@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.container_options import ContainerOptions
 
 STORED_FORMAT = 1
 
@@ -140,6 +141,8 @@ class StoredContainer:
     stop_timeout: int
     volumes: tuple[StoredMount, ...] = ()
     files: tuple[StoredFile, ...] = ()
+    # cpus, memory, healthcheck ... (pod/container_options.py): stored flat, only the keys that are set.
+    options: ContainerOptions = field(default_factory=ContainerOptions)
 
     @classmethod
     def from_json(cls, data: object, where: str) -> StoredContainer:
@@ -148,6 +151,10 @@ class StoredContainer:
         where = f"containers[{name}]"
         command = item.get("command")
         entrypoint = item.get("entrypoint")
+        try:
+            options = ContainerOptions.from_json(item, where)
+        except ValueError as err:
+            raise StoredSpecError(f"stored pod spec: {err}") from None
         return cls(
             name=name,
             image=_str(item, "image", where, required=True),
@@ -163,6 +170,7 @@ class StoredContainer:
             stop_timeout=int(_get(item, "stop_timeout", (int, float), where, 10)),
             volumes=tuple(StoredMount.from_json(m, f"{where}.volumes[{i}]") for i, m in enumerate(_list(item, "volumes", where))),
             files=tuple(StoredFile.from_json(f, f"{where}.files[{i}]") for i, f in enumerate(_list(item, "files", where))),
+            options=options,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -185,6 +193,7 @@ class StoredContainer:
             out["volumes"] = [m.to_json() for m in self.volumes]
         if self.files:
             out["files"] = [f.to_json() for f in self.files]
+        out.update(self.options.to_json())
         return out
 
 

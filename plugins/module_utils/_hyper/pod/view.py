@@ -17,6 +17,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import Hy
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import DEFAULT_ROOT
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.network.networks import network_view, static_view
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodRuntime
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.health import container_health
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import check_pod_name
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.plan import Plan
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession
@@ -46,6 +47,8 @@ def _container_view(container: StoredContainer, status: Optional[Mapping[str, An
         "pid": live.get("pid") if pod_running else None,
         "exit_code": live.get("exit_code"),
         "restarts": live.get("restarts") or 0,
+        **container.options.view(),
+        "health": container_health(container, live, pod_running and status is not None),
     }
 
 

@@ -41,3 +41,15 @@ def _compare(doc: dict[str, Any], spec: dict[str, Any], where: str) -> list[str]
 def test_services_fragment_is_the_twin_of_service_options() -> None:
     doc = yaml.safe_load(services_fragment.ModuleDocFragment.DOCUMENTATION)["options"]["services"]
     assert _compare(doc["suboptions"], SERVICE_OPTIONS, "services") == []
+
+
+def test_container_options_are_documented_as_declared() -> None:
+    """hyper_pod's containers[] documentation and argument spec are twins; every container key of the library is an option."""
+    from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.container_options import HEALTH_KEYS
+    from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import CONTAINER_KEYS
+
+    doc = yaml.safe_load(hyper_pod.DOCUMENTATION)["options"]["containers"]["suboptions"]
+    assert _compare(doc, hyper_pod.CONTAINER_OPTIONS, "containers") == []
+    assert sorted(hyper_pod.CONTAINER_OPTIONS) == sorted(CONTAINER_KEYS)
+    healthcheck: Any = hyper_pod.CONTAINER_OPTIONS["healthcheck"]
+    assert sorted(healthcheck["options"]) == sorted(HEALTH_KEYS)

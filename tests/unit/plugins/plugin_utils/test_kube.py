@@ -193,7 +193,10 @@ def test_probes_and_resources() -> None:
         "from_kube spec.containers[0].livenessProbe",
         "from_kube spec.containers[].resources",
     ]
-    assert "428 MiB" in warnings[2] and "not enforced per container" in warnings[2]
+    assert "428 MiB" in warnings[2] and "limits are enforced per container" in warnings[2]
+    # The limits are the containers' own (cgroup limits in the guest); requests only size the VM.
+    assert (options["containers"][0]["cpus"], options["containers"][0]["memory"]) == (0.5, f"{200 << 20}b")
+    assert "cpus" not in stress and "memory" not in stress
 
 
 def test_deployment_template() -> None:
@@ -293,7 +296,9 @@ def _pod(container: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]
         (_pod({"envFrom": [{"configMapRef": {"name": "x"}}]}), "spec.containers[0].envFrom", "no ConfigMaps"),
         (_pod({"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}), "env[0].valueFrom", "give the value"),
         (_pod({"securityContext": {"privileged": True}}), "securityContext.privileged", "no privileged"),
-        (_pod({"securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}), "securityContext.capabilities", "capabilities"),
+        (_pod(securityContext={"capabilities": {"add": ["NET_ADMIN"]}}), "spec.securityContext.capabilities", "container's field"),
+        (_pod({"securityContext": {"capabilities": {"ambient": ["NET_ADMIN"]}}}), "securityContext.capabilities.ambient", "add, drop"),
+        (_pod({"securityContext": {"readOnlyRootFilesystem": "yes"}}), "securityContext.readOnlyRootFilesystem", "true or false"),
         (_pod({"securityContext": {"runAsNonRoot": True}}), "securityContext.runAsNonRoot", "cannot check the image's own user"),
         (_pod({"lifecycle": {"preStop": {"exec": {"command": ["x"]}}}}), "lifecycle", "preStop"),
         (_pod({"resources": {"limits": {"nvidia.com/gpu": 1}}}), "resources.limits.nvidia.com/gpu", "extended resources"),
@@ -340,10 +345,8 @@ def test_defaults_that_ask_for_nothing_pass() -> None:
 @pytest.mark.parametrize(
     ("container", "spec", "where"),
     [
-        ({"securityContext": {"allowPrivilegeEscalation": False}}, {}, "allowPrivilegeEscalation"),
         ({}, {"hostUsers": False}, "spec.hostUsers"),
         ({"securityContext": {"procMount": "Unmasked"}}, {}, "procMount"),
-        ({"securityContext": {"readOnlyRootFilesystem": True}}, {}, "readOnlyRootFilesystem"),
     ],
 )
 def test_hardening_that_cannot_be_applied_is_refused(container: dict[str, Any], spec: dict[str, Any], where: str) -> None:
@@ -382,3 +385,17 @@ def test_image_pull_policy(policies: list[Any], pull: Any, warned: bool) -> None
     options = from_kube({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": containers}})
     assert options.get("pull") == pull
     assert any("imagePullPolicy" in str(w) for w in options.get("warnings", [])) == warned
+
+
+def test_container_hardening_converts() -> None:
+    security = {"capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}, "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False}
+    container = from_kube(_pod({"securityContext": security}))["containers"][0]
+    assert container == {
+        "name": "c",
+        "image": "busybox",
+        "restart_policy": "always",
+        "cap_add": ["NET_BIND_SERVICE"],
+        "cap_drop": ["ALL"],
+        "read_only": True,
+        "no_new_privileges": True,
+    }

@@ -687,3 +687,30 @@ def test_info_when_the_guest_does_not_answer(h: Harness) -> None:
     (pod,) = h.info(name="pe-test-1")["pods"]
     assert pod["state"] == "running"
     assert {c["state"] for c in pod["containers"]} == {"unknown"}
+
+
+# -- wait_healthy (pod/health.py) ----------------------------------------------------------------------
+
+
+def test_wait_healthy_fails_with_the_checks_output_and_leaves_the_pod_running(h: Harness) -> None:
+    checked = [{**WEB, "healthcheck": {"test": ["CMD", "wget", "-q", "localhost:8080"], "interval": 1}}, SLEEPER]
+    with pytest.raises(HyperError) as failed:
+        h.run(containers=checked, wait_healthy=True, wait_healthy_timeout=5)
+    assert "container web: did not become healthy within 5s; the check has not finished once yet" in failed.value.message
+    assert failed.value.details["step"] == "waiting for the containers to be healthy"
+    (dom,) = h.pods()
+    assert dom.active, "the pod is left running, to be looked at"
+    bad = {"status": "unhealthy", "failing_streak": 3, "log": [{"exit_code": 1, "duration": 0.2, "age": 1.0, "output": "wget: can't connect\n"}]}
+    h.guest["web"]["health"] = bad
+    with pytest.raises(HyperError, match=r"container web: is unhealthy \(3 failed checks in a row\); last check: exit code 1, output:\nwget: can't"):
+        h.run(containers=checked, wait_healthy=True)
+    h.guest["web"]["health"] = {**bad, "status": "healthy", "failing_streak": 0}
+    result = h.run(containers=checked, wait_healthy=True)
+    assert result["changed"] is False
+    web = result["pod"]["containers"][0]
+    assert web["health"]["status"] == "healthy" and web["healthcheck"]["test"] == ["wget", "-q", "localhost:8080"]
+    assert result["pod"]["containers"][1]["health"] is None
+    # Without wait_healthy, or in check mode, nobody waits.
+    h.guest["web"]["health"] = bad
+    assert h.run(containers=checked)["changed"] is False
+    assert h.run(check_mode=True, containers=checked, wait_healthy=True)["changed"] is False
