@@ -27,3 +27,22 @@ def console_tail(path: str, lines: int = CONSOLE_TAIL_LINES) -> list[str]:
         return []
     text = data.decode("utf-8", errors="replace").replace("\r", "")
     return text.splitlines()[-lines:]
+
+
+PANIC_MARK = b"Kernel panic - not syncing"
+# How much of the console's end a panic check reads: a panic's line and its stack trace fit many times over.
+PANIC_TAIL_BYTES = 64 * 1024
+
+
+def console_panicked(path: str) -> bool:
+    """Whether the end of a console log holds a kernel panic line (bounded read; False when there is no log).
+
+    The log is the guest's own output, so a guest can claim a panic: it only makes its own start fail.
+    """
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - PANIC_TAIL_BYTES))
+            return PANIC_MARK in handle.read()
+    except OSError:
+        return False

@@ -15,10 +15,11 @@ from __future__ import annotations
 import contextlib
 from typing import Callable, Mapping, Optional, Sequence
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentTimeout, ContainerError, HyperError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentTimeout, ContainerError, DomainNotRunning, HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import ExecResult, ExecTimeout, GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import ContainerState, parse_status
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.console import console_panicked, console_path
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodRuntime
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import GuestPodApi
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import Domain
@@ -100,7 +101,15 @@ def boot_from_config(runtime: PodRuntime, dom: Domain, pod: str, vm_id: str, nam
         runtime.client.start(dom)
         step = "waiting for the guest agent"
         agent = runtime.agent(dom, vm_id)
-        agent.wait_ready(max(deadline.remaining, 1.0), is_alive=lambda: runtime.client.is_active(dom))
+        # A guest that panics before its agent answers resets in place (panic=-1, on_reboot=restart) and would
+        # never answer: its panic on the console fails the start at once (the host service then backs off).
+        console = console_path(runtime.root, vm_id)
+        try:
+            agent.wait_ready(max(deadline.remaining, 1.0), is_alive=lambda: runtime.client.is_active(dom) and not console_panicked(console))
+        except DomainNotRunning:
+            if not console_panicked(console):
+                raise
+            raise BootFailed("the guest's kernel panicked before its agent answered (a guest that panics resets in place)") from None
         runtime.timings["agent_ready"] = round(clock() - started, 3)
         step = "waiting for the pod's boot"
         seconds = max(deadline.remaining, 1.0)

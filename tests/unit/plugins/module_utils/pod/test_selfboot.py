@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Optional
 
 import pytest
@@ -181,6 +182,26 @@ def test_a_failed_boot_names_the_guest_reason_and_leaves_nothing(sb: test_pod.Ha
         sb.run()
     assert sb.pods() == []
     assert not list((sb.root / "pods").glob("*"))  # no config disk, no env.json left
+
+
+def test_a_guest_that_panics_at_boot_fails_the_start_at_once(sb: test_pod.Harness) -> None:
+    # With on_reboot=restart the VM stays active (the guest resets in place): the console's panic ends the wait.
+    sb.agent.up = False
+    original = sb.client.start
+
+    def start_and_panic(dom: Any) -> None:
+        original(dom)
+        with open(dom.console, "w", encoding="utf-8") as handle:
+            handle.write("[    1.4] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\n")
+
+    sb.client.start = start_and_panic  # type: ignore[method-assign]
+    started = time.monotonic()
+    with pytest.raises(PodError) as err:
+        sb.run()
+    assert time.monotonic() - started < 30  # not the agent's whole timeout
+    assert "waiting for the guest agent failed: the guest's kernel panicked before its agent answered" in err.value.message
+    assert "the guest kernel panicked: [    1.4] Kernel panic - not syncing: VFS" in err.value.message
+    assert sb.pods() == []
 
 
 def test_a_container_that_exited_at_boot(sb: test_pod.Harness) -> None:
