@@ -23,6 +23,10 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.scratch 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import Domain, LibvirtClient
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import DiskSpec, DomainSpec, InterfaceSpec
 
+# Empty PCIe ports a pod's VM keeps for disks and interfaces attached while it runs (virt/hotplug.py):
+# a new container's image disk, a pooled VM's pod. A VM defined before they existed has none.
+POD_HOTPLUG_SLOTS = 4
+
 
 def kernel_cmdline(image: GuestImage, pod: StoredPod) -> str:
     """The image's kernel args, the pod's hostname for the guest init, then the user's extra args."""
@@ -49,6 +53,7 @@ def domain_spec(vm_id: str, pod: StoredPod, image: GuestImage, disks: Sequence[D
         disks=tuple(disks),
         data_channels=DATA_CHANNELS,
         interfaces=tuple(InterfaceSpec(n.name, guest_mac(vm_id, i)) for i, n in enumerate(pod.networks)),
+        hotplug_slots=POD_HOTPLUG_SLOTS,
     )
 
 

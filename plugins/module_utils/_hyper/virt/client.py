@@ -153,6 +153,22 @@ class LibvirtClient:
         with self._errors(f"reading the XML of domain {dom.name()}"):
             return str(dom.XMLDesc(0))
 
+    # -- devices of a running domain (virt/hotplug.py) ----------------------------------------
+
+    def _device_flags(self, dom: Domain, persistent: bool) -> int:
+        lv = self._libvirt
+        return int(lv.VIR_DOMAIN_AFFECT_LIVE) | (int(lv.VIR_DOMAIN_AFFECT_CONFIG) if persistent and dom.isPersistent() else 0)
+
+    def attach_device(self, dom: Domain, xml: str, persistent: bool = True) -> None:
+        """Attach a device to the running domain; ``persistent`` also adds it to the saved definition."""
+        with self._errors(f"attaching a device to domain {dom.name()}"):
+            dom.attachDeviceFlags(xml, self._device_flags(dom, persistent))
+
+    def detach_device(self, dom: Domain, xml: str, persistent: bool = True) -> None:
+        """Ask for a device's removal; for PCI devices the guest completes it later (virt/hotplug.py waits)."""
+        with self._errors(f"detaching a device from domain {dom.name()}"):
+            dom.detachDeviceFlags(xml, self._device_flags(dom, persistent))
+
     # -- networks ------------------------------------------------------------------------------
 
     def network_leases(self, network: str, mac: str) -> list[Any]:

@@ -20,6 +20,8 @@ AGENT_CHANNEL = "org.qemu.guest_agent.0"
 # microvm is refused by libvirt 9.0 ("No PCI buses available"), and virtio-serial needs PCI here.
 MACHINE = "q35"
 ACCELERATORS = ("kvm", "tcg")
+# pcie-root-ports sit on pcie.0's slots (with multifunction, libvirt packs 8 per slot); 16 is plenty for a pod.
+MAX_HOTPLUG_SLOTS = 16
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,10 @@ class DomainSpec:
     # None leaves the device out. libvirt 9.0 calls QEMU's ISA pvpanic device "isa" (it refuses "pvpanic").
     # Checked on this host (2026-12): a domain with it starts, and QEMU killed with SIGKILL ends in STOPPED/FAILED.
     panic: Optional[str] = "isa"
+    # Empty pcie-root-port controllers: each takes one disk or interface attached to the running VM
+    # (virt/hotplug.py). q35 has no hot-pluggable slot without them; libvirt adds ports only for the
+    # devices the XML names.
+    hotplug_slots: int = 0
 
 
 def _check(spec: DomainSpec) -> None:
@@ -90,12 +96,35 @@ def _check(spec: DomainSpec) -> None:
         raise SpecError("memory", spec.memory_mib, "must be at least 64 MiB")
     if spec.vcpus < 1:
         raise SpecError("vcpus", spec.vcpus, "must be at least 1")
+    if not 0 <= spec.hotplug_slots <= MAX_HOTPLUG_SLOTS:
+        raise SpecError("hotplug_slots", spec.hotplug_slots, f"must be between 0 and {MAX_HOTPLUG_SLOTS}")
 
 
 def _sub(parent: ET.Element, tag: str, text: Optional[str] = None, **attrib: str) -> ET.Element:
     element = ET.SubElement(parent, tag, attrib)
     if text is not None:
         element.text = text
+    return element
+
+
+def disk_element(parent: Optional[ET.Element], disk: DiskSpec) -> ET.Element:
+    """The ``<disk>`` of ``disk`` (under ``parent``, or standalone for an attach)."""
+    element = ET.Element("disk", type="file", device="disk") if parent is None else _sub(parent, "disk", type="file", device="disk")
+    _sub(element, "driver", name="qemu", type=disk.format, **({"discard": "unmap"} if disk.discard else {}))
+    _sub(element, "source", file=disk.path)
+    _sub(element, "target", dev=disk.target, bus="virtio")
+    _sub(element, "serial", disk.serial)
+    if disk.readonly:
+        _sub(element, "readonly")
+    return element
+
+
+def interface_element(parent: Optional[ET.Element], interface: InterfaceSpec) -> ET.Element:
+    """The ``<interface>`` of ``interface`` (under ``parent``, or standalone for an attach)."""
+    element = ET.Element("interface", type="network") if parent is None else _sub(parent, "interface", type="network")
+    _sub(element, "mac", address=interface.mac)
+    _sub(element, "source", network=interface.network)
+    _sub(element, "model", type="virtio")
     return element
 
 
@@ -133,24 +162,17 @@ def render_domain_xml(spec: DomainSpec) -> str:
 
     devices = _sub(domain, "devices")
     _sub(devices, "controller", type="usb", model="none")
+    for _slot in range(spec.hotplug_slots):
+        _sub(devices, "controller", type="pci", model="pcie-root-port")
     for disk in spec.disks:
-        element = _sub(devices, "disk", type="file", device="disk")
-        _sub(element, "driver", name="qemu", type=disk.format, **({"discard": "unmap"} if disk.discard else {}))
-        _sub(element, "source", file=disk.path)
-        _sub(element, "target", dev=disk.target, bus="virtio")
-        _sub(element, "serial", disk.serial)
-        if disk.readonly:
-            _sub(element, "readonly")
+        disk_element(devices, disk)
     for share in spec.filesystems:
         element = _sub(devices, "filesystem", type="mount", accessmode="passthrough")
         _sub(element, "driver", type="virtiofs")
         _sub(element, "source", dir=share.source)
         _sub(element, "target", dir=share.tag)
     for interface in spec.interfaces:
-        element = _sub(devices, "interface", type="network")
-        _sub(element, "mac", address=interface.mac)
-        _sub(element, "source", network=interface.network)
-        _sub(element, "model", type="virtio")
+        interface_element(devices, interface)
     serial = _sub(devices, "serial", type="file")
     _sub(serial, "source", path=spec.console_log, append="off")
     _sub(serial, "target", port="0")

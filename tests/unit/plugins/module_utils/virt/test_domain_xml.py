@@ -12,7 +12,7 @@ import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import METADATA_NS
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import DiskSpec, DomainSpec, render_domain_xml
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import DiskSpec, DomainSpec, InterfaceSpec, render_domain_xml
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 
@@ -41,6 +41,14 @@ SPECS = {
         console_log="/var/lib/hyper/run/hyper-3f9c2a1b.console.log",
         metadata={"pod": "web", "spec_hash": "abc123", "containers": [{"name": "nginx"}]},
         disks=(DiskSpec(path="/var/lib/hyper/disks/sha256-aa.img", target="vdb", serial="hyper-aa"),),
+    ),
+    "hotplug_pod": replace(
+        BASE,
+        name="hyper-5e6f7a8b",
+        title="hot",
+        hotplug_slots=2,
+        disks=(DiskSpec(path="/var/lib/hyper/disks/scratch.qcow2", target="vdc", serial="hyper-scratch", readonly=False, format="qcow2", discard=True),),
+        interfaces=(InterfaceSpec(network="hyper-net", mac="52:54:00:aa:bb:cc"),),
     ),
     "hostile_values": replace(
         BASE,
@@ -102,6 +110,8 @@ def test_agent_channel_console_and_no_extras() -> None:
         ({"accelerator": "auto"}, "accelerator"),
         ({"memory_mib": 16}, "memory"),
         ({"vcpus": 0}, "vcpus"),
+        ({"hotplug_slots": -1}, "hotplug_slots"),
+        ({"hotplug_slots": 17}, "hotplug_slots"),
     ],
 )
 def test_invalid_specs_name_the_option(change: dict[str, object], option: str) -> None:
@@ -109,3 +119,11 @@ def test_invalid_specs_name_the_option(change: dict[str, object], option: str) -
         render_domain_xml(replace(BASE, **change))  # type: ignore[arg-type]
     assert err.value.option == option
     assert repr(change[next(iter(change))]) in err.value.message
+
+
+def test_hotplug_slots_are_empty_root_ports() -> None:
+    root = ET.fromstring(render_domain_xml(replace(BASE, hotplug_slots=3)))
+    ports = root.findall("devices/controller[@model='pcie-root-port']")
+    assert len(ports) == 3
+    assert all(port.get("type") == "pci" and port.find("address") is None for port in ports)
+    assert not ET.fromstring(render_domain_xml(BASE)).findall("devices/controller[@model='pcie-root-port']")
