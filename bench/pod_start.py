@@ -481,6 +481,7 @@ def kernel_init(sample: PodSample) -> Optional[float]:
 
 def print_images(results: Sequence[tuple[str, Sequence[PodSample]]]) -> None:
     """Each image against the first one: medians and their ratio (lower is better)."""
+
     def medians(samples: Sequence[PodSample]) -> tuple[float, float, float]:
         inits = [v for s in samples if (v := kernel_init(s)) is not None]
         return (

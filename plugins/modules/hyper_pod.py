@@ -1064,9 +1064,25 @@ pod:
           type: list
           elements: str
           sample: ["httpd: listening on 8080"]
+start:
+  description:
+    - How a new VM of the pod was started, V(pool) (a ready VM of a M(hyper.pods.hyper_pool) pool of the pod's template
+      was claimed and given the pod) or V(cold) (a VM booted for it). See C(docs/pool.md).
+  returned: when the task made and started a new VM
+  type: str
+  sample: pool
+start_reason:
+  description:
+    - Why, for example V(VM hyper-3f9c2a1b of pool small), V(no warm pool VM on this host), or why the pod cannot
+      start from a pre-booted VM (host directory shares, kernel_args); a pool VM that failed is named and removed, and the
+      pod booted cold.
+  returned: when the task made and started a new VM
+  type: str
+  sample: VM hyper-3f9c2a1b of pool small
 timings:
   description:
     - Seconds from starting the VM until its guest agent answered and until every container ran.
+    - From a pool VM, from its resume.
     - C(boot_slot_wait) is the wait for one of the host's boot slots before the VM started.
   returned: when the pod was started
   type: dict

@@ -54,6 +54,14 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import FoundPod, new_vm_id, stored_metadata
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.view import pod_view, predicted_view
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pool.claim import (
+    START_COLD,
+    PoolVmBroken,
+    StartChoice,
+    boot_claimed,
+    choose_start,
+    give_devices,
+)
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.pod import (
     PodStorage,
     add_mounts,
@@ -64,7 +72,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.pod impo
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.storage.scratch import create_scratch, scratch_disk
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import DEFAULT_URI, Domain
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import render_domain_xml
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import DomainSpec, render_domain_xml
 
 
 def file_sha256(path: str) -> str:
@@ -128,6 +136,8 @@ class PodTask:
         self.runtime = PodRuntime(self.session, self.root)
         # The host-wide claim lock while held (from the re-check of shared resources to the define).
         self._claims = contextlib.ExitStack()
+        # A new VM's start: from a warm pool or cold, and why (pool/claim.py); None when no VM was started.
+        self.start_choice: Optional[StartChoice] = None
 
     @property
     def client(self) -> Any:
@@ -188,6 +198,8 @@ class PodTask:
             result["pod"] = pod_view(self.session, after)
         if self.session.timings:
             result["timings"] = dict(self.session.timings)
+        if self.start_choice is not None:
+            result.update(self.start_choice.result())
         return result
 
     def _plan(self, spec: Any, user_set: frozenset[str], pods: list[FoundPod], found: Optional[FoundPod]) -> tuple[Plan, list[str]]:
@@ -280,8 +292,33 @@ class PodTask:
         storage.create_volumes()
         return NewVm(pod, image, containers, disks, storage, owners, contents)
 
+    # -- warm pool hook (pool/claim.py): a started new VM may be a claimed pool VM --------------
+
     def _create(self, plan: Plan, new: NewVm) -> Domain:
-        vm_id = new_vm_id(self.client)
+        """A new VM: a claimed pool VM when one of the pod's template is ready, else a cold boot (also when the pool VM fails)."""
+        if "start" not in plan.actions:
+            return self._create_vm(plan, new, None)
+        self.start_choice = self._choose_start(new)
+        claim = self.start_choice.claim
+        if claim is None:
+            return self._create_vm(plan, new, None)
+        try:
+            return self._create_vm(plan, new, claim)
+        except PoolVmBroken as err:
+            self.start_choice = StartChoice(None, START_COLD, f"{err.message}; it was removed and the pod booted cold")
+            self._claim(new.pod, None)
+            return self._create_vm(plan, new, None)
+        finally:
+            claim.release()
+
+    def _choose_start(self, new: NewVm) -> StartChoice:
+        if not getattr(self.session, "self_boot", True):
+            return StartChoice(None, START_COLD, "the pod is not booted from a config disk")
+        count = len(new.disks) + len(new.storage.disks(len(new.disks))) + 1 + (1 if new.pod.scratch_size else 0)
+        return choose_start(self.client, self.root, new.pod, new.image.kernel_args, new.image.agent_channel, count, len(new.storage.filesystems()))
+
+    def _create_vm(self, plan: Plan, new: NewVm, claim: Any) -> Domain:
+        vm_id = claim.vm_id if claim is not None else new_vm_id(self.client)
         dom = None
         try:
             new.storage.stage(vm_id, new.contents)
@@ -301,22 +338,39 @@ class PodTask:
             # A guest reboot restarts the VM in place: the guest brings the pod up again from its config disk.
             on_reboot = SELF_BOOT_ON_REBOOT if self_boot else domain.on_reboot
             domain = dataclasses.replace(domain, filesystems=new.storage.filesystems(), metadata=metadata, on_reboot=on_reboot)
-            dom = self.client.define(render_domain_xml(domain))
+            dom = self._define(domain, claim) if claim is not None else self.client.define(render_domain_xml(domain))
             self._claims.close()  # the domain's metadata claims its volumes, addresses and ports now
             apply_autostart(dom, pod, "start" in plan.actions)
-            if "start" in plan.actions:
+            if claim is not None:
+                self._boot_claimed(claim, dom, vm_id, pod, disks, metadata, new.containers)
+            elif "start" in plan.actions:
                 if not self_boot:
                     add_mounts([(c.name, c.config) for c in new.containers], pod)
                 self._boot(dom, vm_id, pod, new.containers, _setup(new.storage, vm_id, new.owners))
-        except BaseException:
+        except BaseException as err:
             # A pod that failed to come up leaves nothing behind: no domain, no console log, no port rule, no volume
-            # it made (volumes that existed before keep their data).
-            discard_vm(self.client, dom, self.root, vm_id)
+            # it made (volumes that existed before keep their data). A claimed pool VM is never given back.
+            discard_vm(self.client, dom if dom is not None or claim is None else claim.vm.dom, self.root, vm_id)
             with contextlib.suppress(HyperError):
                 self.network.remove_ports(vm_id)
-            new.storage.undo()
+            if not isinstance(err, PoolVmBroken):  # the cold start that follows uses them
+                new.storage.undo()
             raise
         return dom
+
+    def _define(self, domain: DomainSpec, claim: Any) -> Domain:
+        """The running pool VM made persistent with the pod's own definition (same name and UUID: pool/claim.py)."""
+        try:
+            return self.client.define(render_domain_xml(dataclasses.replace(domain, uuid=claim.vm.uuid)))
+        except HyperError as err:
+            raise PoolVmBroken(f"pool VM {claim.vm_id}: {err.message}") from None
+
+    def _boot_claimed(self, claim: Any, dom: Domain, vm_id: str, pod: StoredPod, disks: Any, metadata: Any, containers: Any) -> None:
+        """The pod's disks and metadata given to the paused pool VM, resumed, the pod brought up by its guest (pool/claim.py)."""
+        self.session.drop_agent(vm_id)
+        give_devices(self.client, dom, claim, disks, metadata, pod.name)
+        boot_claimed(self.runtime, dom, pod, vm_id, [c.name for c in containers], [d.serial for d in disks], wait=self.wait, timeout=self.wait_timeout)
+        self._after_boot(dom, vm_id, pod)
 
     # -- the VM that is there ------------------------------------------------------------------
 
@@ -383,6 +437,10 @@ class PodTask:
                 boot_from_config(self.runtime, dom, pod.name, vm_id, names, wait=self.wait, timeout=self.wait_timeout)
             else:  # a pod made before the config disk: the host drives its guest over the agent
                 self.runtime.boot(dom, pod.name, vm_id, containers, wait=self.wait, timeout=self.wait_timeout, prepare=prepare, setup=setup)
+        self._after_boot(dom, vm_id, pod)
+
+    def _after_boot(self, dom: Domain, vm_id: str, pod: StoredPod) -> None:
+        """A booted pod's port rules, desired state and autostart flag."""
         try:
             self._sync_ports(dom, vm_id, pod)
         except HyperError as err:

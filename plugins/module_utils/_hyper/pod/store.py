@@ -63,6 +63,8 @@ def pod_of(client: LibvirtClient, dom: Domain) -> Optional[CurrentPod]:
     try:
         meta = client.get_metadata(dom)
         if not isinstance(meta, dict) or not isinstance(meta.get("spec"), dict) or not isinstance(meta.get("name"), str):
+            return None  # a warm pool's VM (metadata with "pool", no "spec": pool/vms.py) is not a pod either
+        if "pool" in meta:
             return None
         state = client.state(dom)
         return CurrentPod(vm_id=str(dom.name()), uuid=str(dom.UUIDString()), spec=meta["spec"], state=pod_state(state), running=client.is_active(dom))

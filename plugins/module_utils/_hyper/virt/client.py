@@ -129,6 +129,22 @@ class LibvirtClient:
         with self._errors(f"undefining domain {dom.name()}"):
             retry_busy(lambda: dom.undefineFlags(flags), self._libvirt, self.sleep)
 
+    def suspend(self, dom: Domain) -> None:
+        """Pause the running domain's vCPUs (a warm pool's VM: its RAM stays held)."""
+        with self._errors(f"pausing domain {dom.name()}"):
+            dom.suspend()
+
+    def resume(self, dom: Domain) -> None:
+        with self._errors(f"resuming domain {dom.name()}"):
+            dom.resume()
+
+    def set_title(self, dom: Domain, title: str, persistent: bool = True) -> None:
+        """Set the domain's title in the live and (``persistent``, for a persistent domain) the saved definition."""
+        lv = self._libvirt
+        with self._errors(f"setting the title of domain {dom.name()}"):
+            flags = (lv.VIR_DOMAIN_AFFECT_LIVE if dom.isActive() else 0) | (lv.VIR_DOMAIN_AFFECT_CONFIG if persistent and dom.isPersistent() else 0)
+            dom.setMetadata(lv.VIR_DOMAIN_METADATA_TITLE, title, None, None, flags)
+
     def state(self, dom: Domain) -> str:
         """One of nostate, running, blocked, paused, shutdown, shutoff, crashed, pmsuspended."""
         with self._errors(f"state of domain {dom.name()}"):

@@ -110,7 +110,7 @@ def check(root: str, image_name: str, network: str) -> None:
                 f"<target dev='vdz' bus='virtio'/><serial>{serial}</serial><readonly/></disk>"
             )
             dom.attachDeviceFlags(disk, live)
-            find = f"for d in /sys/block/vd*; do [ \"$(cat $d/serial 2>/dev/null)\" = {serial} ] && echo ${{d##*/}}; done; true"
+            find = f'for d in /sys/block/vd*; do [ "$(cat $d/serial 2>/dev/null)" = {serial} ] && echo ${{d##*/}}; done; true'
             seconds = wait_for("hot-plugged disk in the guest", lambda: bool(sh(agent, find).strip()))
             dev = sh(agent, find).strip()
             head = sh(agent, f"head -c {len(MARK)} /dev/{dev}")

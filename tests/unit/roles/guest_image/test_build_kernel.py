@@ -123,8 +123,20 @@ def test_kernel_release(text: str, ok: bool) -> None:
 def test_fragment_parses_and_keeps_modules_off() -> None:
     options = bk.parse_config(FRAGMENT)
     assert options["CONFIG_MODULES"] is None
-    for needed in ("CONFIG_PVH", "CONFIG_VIRTIO_PCI", "CONFIG_VIRTIO_BLK", "CONFIG_VIRTIO_NET", "CONFIG_VIRTIO_CONSOLE", "CONFIG_VIRTIO_FS",
-                   "CONFIG_OVERLAY_FS", "CONFIG_EXT4_FS", "CONFIG_CGROUPS", "CONFIG_SECCOMP_FILTER", "CONFIG_HOTPLUG_PCI_PCIE", "CONFIG_RD_LZ4"):
+    for needed in (
+        "CONFIG_PVH",
+        "CONFIG_VIRTIO_PCI",
+        "CONFIG_VIRTIO_BLK",
+        "CONFIG_VIRTIO_NET",
+        "CONFIG_VIRTIO_CONSOLE",
+        "CONFIG_VIRTIO_FS",
+        "CONFIG_OVERLAY_FS",
+        "CONFIG_EXT4_FS",
+        "CONFIG_CGROUPS",
+        "CONFIG_SECCOMP_FILTER",
+        "CONFIG_HOTPLUG_PCI_PCIE",
+        "CONFIG_RD_LZ4",
+    ):
         assert options[needed] == "y", needed
 
 

@@ -69,8 +69,16 @@ def test_free_slots_counts_ports_without_a_device() -> None:
 
 def test_free_slots_of_a_fresh_definition_are_all_its_ports() -> None:
     spec = DomainSpec(
-        name="hyper-y", title="y", memory_mib=256, vcpus=1, accelerator="tcg",
-        kernel="/k", initrd="/i", cmdline="console=ttyS0", console_log="/c.log", hotplug_slots=4,
+        name="hyper-y",
+        title="y",
+        memory_mib=256,
+        vcpus=1,
+        accelerator="tcg",
+        kernel="/k",
+        initrd="/i",
+        cmdline="console=ttyS0",
+        console_log="/c.log",
+        hotplug_slots=4,
     )
     # The rendered XML has no indexes yet (libvirt assigns them), so nothing is counted as a port:
     # free_slots is for the live XML only.
