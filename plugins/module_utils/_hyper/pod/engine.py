@@ -306,6 +306,7 @@ class PodTask:
             return self._create_vm(plan, new, claim)
         except PoolVmBroken as err:
             self.start_choice = StartChoice(None, START_COLD, f"{err.message}; it was removed and the pod booted cold")
+            self._claims.close()  # still held when the define failed; taken again with a fresh check
             self._claim(new.pod, None)
             return self._create_vm(plan, new, None)
         finally:
