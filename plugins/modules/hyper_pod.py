@@ -27,6 +27,10 @@ description:
     the host from the stored spec (C(<root>/pods/<vm id>/config.tar), root only). The guest brings the
     pod up from it at every boot, so a guest reset or a start brings back the same pod without any task; the host
     waits for one "pod ready" answer. See C(docs/runtime.md).
+  - A new pod whose VM would be of the template of a M(hyper.pods.hyper_pool) pool (guest image, O(vcpus), O(memory),
+    accelerator, network names) starts from one of its ready, paused VMs instead of booting one; the VM keeps its VM
+    id and becomes the pod's. Pods with host directory shares or O(kernel_args), and any start when no pool VM is ready
+    or the claimed one fails, boot cold. RV(start) and RV(start_reason) say which and why. See C(docs/pool.md).
   - If creating or starting the pod fails (missing image, kernel panic, guest agent silent for
     O(wait_timeout) seconds, a container that exits at once), the new VM is destroyed and undefined
     and its console log removed. The error names the step, the pod and the container, and shows the
