@@ -128,6 +128,11 @@ def interface_element(parent: Optional[ET.Element], interface: InterfaceSpec) ->
     return element
 
 
+def _pcie_devices(spec: DomainSpec) -> int:
+    """How many root ports the domain's own devices take: each disk, virtio-fs share and interface, and the virtio-serial controller."""
+    return len(spec.disks) + len(spec.filesystems) + len(spec.interfaces) + 1
+
+
 def render_domain_xml(spec: DomainSpec) -> str:
     """The domain XML for ``spec``: direct kernel boot, serial console to a file, agent channel, no extras."""
     _check(spec)
@@ -162,8 +167,13 @@ def render_domain_xml(spec: DomainSpec) -> str:
 
     devices = _sub(domain, "devices")
     _sub(devices, "controller", type="usb", model="none")
-    for _slot in range(spec.hotplug_slots):
-        _sub(devices, "controller", type="pci", model="pcie-root-port")
+    if spec.hotplug_slots:
+        # Once the XML names a PCI controller, libvirt wants pcie-root (index 0) named too. libvirt
+        # puts the domain's own PCIe devices on the named ports first and adds ports only when they
+        # run out: name one for each of them and hotplug_slots more, which stay empty.
+        _sub(devices, "controller", type="pci", index="0", model="pcie-root")
+        for _slot in range(spec.hotplug_slots + _pcie_devices(spec)):
+            _sub(devices, "controller", type="pci", model="pcie-root-port")
     for disk in spec.disks:
         disk_element(devices, disk)
     for share in spec.filesystems:
