@@ -50,6 +50,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.secrets impo
     unseal_spec,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.selfboot import SELF_BOOT_ON_REBOOT, boot_from_config
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.service_container import ADD_PARAM, keep_service_containers, with_service_container
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import normalise_pod, read_file_sources, task_files
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import FoundPod, new_vm_id, stored_metadata
@@ -214,6 +215,8 @@ class PodTask:
         images = self.session.make_images(self.root)
         digests = images.digests(spec.containers, self.pull, self.check_mode, self.registry_auth) if new or "containers" in user_set else {}
         desired = spec.to_stored(accelerator=accelerator or "", guest=guest, digests=digests)
+        if current is not None:  # the service container hyper_service added stays (pod/service_container.py)
+            desired, user_set = self._service_container(desired, user_set, current.spec, images)
         # Networks exist, static addresses fit and are free, host ports are free: before anything is created.
         others = [p.current.pod for p in pods if p is not found]
         checked = self.network.check(StoredPod.from_json(desired), user_set, current.pod if current else None, others)
@@ -233,6 +236,21 @@ class PodTask:
             check_volume_users(pods, spec.name, after.volumes)
             PodStorage(self.root, after).check()
         return plan, purge
+
+    def _service_container(
+        self, desired: dict[str, Any], user_set: frozenset[str], current: Mapping[str, Any], images: Any
+    ) -> tuple[dict[str, Any], frozenset[str]]:
+        """The service container hyper_service asks for (ADD_PARAM), or the one it added before, kept (pod/service_container.py)."""
+        request = self.params.get(ADD_PARAM)
+        if isinstance(request, Mapping):  # hyper_service adds the pod's service container
+
+            def stored(container: Mapping[str, Any]) -> dict[str, Any]:
+                extra, _ = normalise_pod({"name": current["name"], "containers": [dict(container)]})
+                found = images.digests(extra.containers, self.pull, self.check_mode, self.registry_auth)
+                return dict(extra.to_stored(accelerator="", guest={}, digests=found)["containers"][0])
+
+            return with_service_container(desired, current, request, stored), user_set | {"containers"}
+        return (keep_service_containers(desired, current) if "containers" in user_set else desired), user_set
 
     def _apply(self, plan: Plan, found: Optional[FoundPod], files: Mapping[str, Any]) -> Optional[Domain]:
         """Carry out ``plan.actions``; return the pod's domain afterwards (None once removed)."""

@@ -12,12 +12,14 @@ from typing import Any, Optional
 
 import pytest
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ContainerError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import ContainerError, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import PreparedContainer
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.layout import image_serial
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.config_disk import PLAN, config_path, read_archive, read_tar
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.inplace import LiveVm, container_changes, plan_containers, recreate_reasons
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.plan import plan_pod
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.service_container import ADD_PARAM, keep_service_containers, with_service_container
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import CurrentPod
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.pod import test_pod, test_selfboot
 
@@ -346,3 +348,45 @@ def test_an_old_pod_without_a_config_disk_is_recreated(tmp_path: Path) -> None:
     result = old.run(containers=[test_pod.WEB, {**test_pod.SLEEPER, "env": {"A": "b"}}])
     assert result["actions"] == ["recreate", "start"]
     assert "config disk" in result["recreate_reasons"][0]
+
+
+# -- the service container hyper_service adds --------------------------------------------------------
+
+
+def test_keep_service_containers() -> None:
+    haproxy = {**container("haproxy", digest=D2), "service": True}
+    current = spec(container("a"), haproxy)
+    assert keep_service_containers(spec(container("a")), current)["containers"] == [container("a"), haproxy]
+    listed = keep_service_containers(spec(container("haproxy", digest=D2), container("a")), current)["containers"]
+    assert listed == [haproxy, container("a")]  # listed by the task: marked, in the task's order
+    assert keep_service_containers(spec(container("a")), spec(container("a"), container("b")))["containers"] == [container("a")]
+
+
+def test_with_service_container() -> None:
+    made = with_service_container(spec(), spec(container("a")), {"name": "haproxy", "image": "oci:/x:haproxy"}, lambda c: container(str(c["name"]), D2))
+    assert made["containers"] == [container("a"), {**container("haproxy", D2), "service": True}]
+    with pytest.raises(SpecError, match="container"):
+        with_service_container(spec(), spec(), {"name": "Bad!", "image": "x"}, dict)
+    with pytest.raises(SpecError, match="service_image"):
+        with_service_container(spec(), spec(), {"name": "haproxy", "image": ""}, dict)
+
+
+def test_hyper_service_adds_its_container_in_place_and_hyper_pod_keeps_it(ip: test_pod.Harness) -> None:
+    ip.run()
+    (dom,) = ip.pods()
+    pids = booted(ip, ["web", "sleeper"])
+    ip.digests["oci:/images:haproxy"] = D2
+    request = {"name": "pe-test-1", "root": str(ip.root), "state": "present", ADD_PARAM: {"name": "haproxy", "image": "oci:/images:haproxy"}}
+    checked = ensure_pod(request, True, False, ip.deps())
+    assert checked["actions"] == ["add container haproxy"] and "haproxy" not in pods_of(ip)
+    added = ensure_pod(request, False, False, ip.deps())
+    assert added["actions"] == ["add container haproxy"] and ip.pods() == [dom]
+    assert pods_of(ip)["haproxy"]["service"] is True and pods_of(ip)["haproxy"]["digest"] == D2
+    assert {n: ip.guest[n]["pid"] for n in pids} == pids
+    assert f"attach {S2} vdd" in ip.client.log and config_names(ip) == ["web", "sleeper", "haproxy"]
+    assert ensure_pod(request, False, False, ip.deps())["changed"] is False
+    # The pod's own task, unchanged: the service container stays.
+    again = ip.run()
+    assert (again["changed"], again["actions"]) == (False, [])
+    changed = ip.run(containers=[{**test_pod.WEB, "env": {"A": "b"}}, test_pod.SLEEPER])
+    assert changed["actions"] == ["replace container web: env changed"] and list(pods_of(ip)) == ["web", "sleeper", "haproxy"]
