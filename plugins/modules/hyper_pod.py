@@ -1104,7 +1104,8 @@ timings:
   description:
     - Seconds from starting the VM until its guest agent answered and until every container ran.
     - C(boot_slot_wait) is the wait for one of the host's boot slots before the VM started.
-  returned: when the pod was started
+    - C(containers_changed) is how long a change of containers in the running VM took (RV(container_changes)).
+  returned: when the pod was started, or its containers changed in place
   type: dict
   sample: {boot_slot_wait: 0.0, agent_ready: 3.1, containers_running: 5.2}
 step:

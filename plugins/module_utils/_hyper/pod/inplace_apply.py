@@ -93,8 +93,12 @@ class InPlaceChange:
 
     def run(self) -> None:
         pod_name = self.found.current.name
+        clock = self.task.session.clock
+        started = clock()
         try:
             self._run()
+            # The whole change, host preparation to the metadata write (the result's timings).
+            self.task.session.timings["containers_changed"] = round(clock() - started, 3)
         except HyperError as err:
             raise HyperError(f"pod {pod_name} (VM {self.vm_id}): {self.step} failed: {err.message}", {**err.details, "step": self.step}) from None
 

@@ -264,7 +264,7 @@ def test_an_env_change_replaces_that_container_only(ip: test_pod.Harness) -> Non
     assert ip.calls == ["digests check_mode=True"] and "sleeper" in ip.guest and ip.guest["sleeper"]["pid"] == pids["sleeper"]
     ip.calls.clear()
     result = ip.run(containers=[test_pod.WEB, sleeper])
-    assert result["actions"] == ["replace container sleeper: env changed"]
+    assert result["actions"] == ["replace container sleeper: env changed"] and "containers_changed" in result["timings"]
     assert ip.pods() == [dom] and dom.active  # the same VM
     assert ip.guest["web"]["pid"] == pids["web"] and ip.guest["sleeper"]["pid"] != pids["sleeper"]
     assert ip.calls == ["digests check_mode=False", "prepare", "remove sleeper 5", "start sleeper", "wait sleeper"]
