@@ -175,6 +175,12 @@ options:
     description:
       - The containers of the pod, started in this order. Compared as a whole with the stored list.
       - When not given, a new pod has no containers and an existing pod keeps its own.
+      - On a running pod a change of the containers alone changes only them, in the same VM (one container
+        changed, one container touched) - a container that changed is replaced, one added is started, one
+        removed is stopped and removed, the others keep running with the same pid, and a new image's disk is
+        hot-plugged. RV(actions) and RV(container_changes) name each container and why; the VM is recreated
+        only when it must be (RV(recreate_reasons)).
+      - A service container that M(hyper.pods.hyper_service) added to the pod is kept although this list does not name it.
     type: list
     elements: dict
     suboptions:
@@ -778,10 +784,40 @@ actions:
     - What was done (or would be done in check mode), in order.
     - Among V(create), V(recreate), V(start), V(stop), V(restart), V(remove), V(update_labels),
       V(update_ports), V(update_restart) (O(restart_policy) or O(autostart) changed), V(sync_ports) and V(purge_volumes).
+    - "A container changed in the running VM is one action naming it - V(replace container NAME: REASONS)
+      (for example V(replace container web: env changed)), V(add container NAME), V(remove container NAME),
+      or V(reorder containers) when only their order changed."
   returned: always
   type: list
   elements: str
   sample: [create, start]
+container_changes:
+  description:
+    - The containers changed (or to be changed, in check mode) in the running VM, removals first.
+  returned: when only the containers of a running pod changed
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The container.
+      type: str
+    action:
+      description: V(add), V(replace) or V(remove).
+      type: str
+    reasons:
+      description: What of the container changed (V(image changed), V(env changed) ...), for V(replace).
+      type: list
+      elements: str
+  sample:
+    - {name: web, action: replace, reasons: [env changed]}
+recreate_reasons:
+  description:
+    - Why an existing pod's VM was (or would be, in check mode) recreated, one phrase each - V(memory changed),
+      V(recreate was asked for), V(containers changed, no free PCIe hot-plug slot ...) and so on.
+  returned: when the VM of an existing pod is recreated
+  type: list
+  elements: str
+  sample: [memory changed]
 volumes_removed:
   description:
     - The volume files deleted (or to be deleted, in check mode) by O(volumes_purge=true).
@@ -1088,7 +1124,8 @@ timings:
     - Seconds from starting the VM until its guest agent answered and until every container ran.
     - From a pool VM, from its resume.
     - C(boot_slot_wait) is the wait for one of the host's boot slots before the VM started.
-  returned: when the pod was started
+    - C(containers_changed) is how long a change of containers in the running VM took (RV(container_changes)).
+  returned: when the pod was started, or its containers changed in place
   type: dict
   sample: {boot_slot_wait: 0.0, agent_ready: 3.1, containers_running: 5.2}
 step:

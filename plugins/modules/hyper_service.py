@@ -26,8 +26,10 @@ description:
   - The pod's current services are read from a JSON state file the module keeps beside
     C(haproxy.cfg) in the service container (C(/etc/haproxy/hyper-services.json)), never by parsing
     the configuration.
-  - The pod needs an haproxy container (O(container)) running the image of the
-    C(hyper.pods.haproxy_image) role, declared with M(hyper.pods.hyper_pod).
+  - The services run in an haproxy container of the pod (O(container)), of the image of the
+    C(hyper.pods.haproxy_image) role. A running pod without one gets it added in place (O(service_image)), the
+    other containers keep running in the same VM, and the pod's own M(hyper.pods.hyper_pod) task keeps the
+    container although it does not list it (RV(container_added)).
 author:
   - hyper.pods developers (@hyper-pods)
 extends_documentation_fragment:
@@ -69,6 +71,12 @@ options:
       - Name of the pod's haproxy container (image of the C(hyper.pods.haproxy_image) role).
     type: str
     default: haproxy
+  service_image:
+    description:
+      - Image of the haproxy container added to a pod that has none (O(container) is not one of its containers).
+      - The default is where the C(hyper.pods.haproxy_image) role puts its image by default.
+    type: str
+    default: oci:/var/lib/hyper/local-images/oci:haproxy
   state:
     description:
       - V(present) adds or updates the listed services; V(absent) removes them.
@@ -106,8 +114,8 @@ options:
     type: int
     default: 60
 notes:
-  - The services live in the pod's guest. A pod that is restarted or recreated comes back with a
-    fresh haproxy container and no services; run the task again.
+  - The services are kept with the pod's VM, in its config disk, so a guest reboot or a restart brings them back. A
+    recreated VM starts with a fresh haproxy container and no services; run the task again.
 seealso:
   - module: hyper.pods.hyper_pod
   - module: hyper.pods.hyper_exec
@@ -202,6 +210,7 @@ actions:
   description:
     - What was done (or would be, in check mode), in order, among V(validate_config), V(add_vips),
       V(install_config), V(reload), V(remove_vips) and V(write_state).
+    - After V(add container haproxy) (see RV(container_added)) when the service container was added.
   returned: success
   type: list
   elements: str
@@ -232,6 +241,16 @@ vips_removed:
   type: list
   elements: str
   sample: []
+container_added:
+  description:
+    - Whether the service container was added to the pod (or would be, in check mode), in place; the other containers kept running.
+  returned: when the pod had no service container
+  type: bool
+recreate_reasons:
+  description: Why the pod's VM was recreated to add the service container (no free hot-plug slot, for example).
+  returned: when adding the service container recreated the VM
+  type: list
+  elements: str
 services_hash:
   description: SHA-256 of the canonical JSON of RV(services).
   returned: always
@@ -254,13 +273,14 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.ansible_adapter import run_module  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.common_args import with_common_args  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.services import ensure_service_on_pod  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.args import SERVICE_OPTIONS  # noqa: E402
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.service.engine import ensure_services  # noqa: E402
 
 ARGUMENT_SPEC = with_common_args(
     {
         "pod": {"type": "str", "required": True},
         "container": {"type": "str", "default": "haproxy"},
+        "service_image": {"type": "str", "default": "oci:/var/lib/hyper/local-images/oci:haproxy"},
         "services": {"type": "list", "elements": "dict", "options": SERVICE_OPTIONS},
         "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
         "purge": {"type": "bool", "default": False},
@@ -276,7 +296,7 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
 
     def _ensure(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
-        return ensure_services(params, check_mode, module._diff)
+        return ensure_service_on_pod(params, check_mode, module._diff)
 
     run_module(module, _ensure)
 

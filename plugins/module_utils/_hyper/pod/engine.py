@@ -37,6 +37,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.config_disk 
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.domain import discard_vm, domain_spec, remove_files
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.health import check_healthy_timeout, wait_healthy
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.inplace_apply import apply_containers, live_vm
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import VM_PREFIX
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.plan import Plan, masked_diff, plan_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.secrets import (
@@ -49,6 +50,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.secrets impo
     unseal_spec,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.selfboot import SELF_BOOT_ON_REBOOT, boot_from_config
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.service_container import ADD_PARAM, keep_service_containers, with_service_container
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.session import PodSession
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import normalise_pod, read_file_sources, task_files
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import FoundPod, new_vm_id, stored_metadata
@@ -172,6 +174,10 @@ class PodTask:
             result["volumes_removed"] = purge
         if self.diff:
             result["diff"] = masked_diff(plan.before, plan.after)
+        if plan.containers is not None:  # one container changed, one container touched (pod/inplace.py)
+            result["container_changes"] = [c.to_json() for c in plan.containers.changes]
+        if plan.recreate_reasons:
+            result["recreate_reasons"] = list(plan.recreate_reasons)
         # Port rules are the host's, not the VM's: put them back if they went (a reboot, a flush).
         running = not self.check_mode and not plan.changed and found is not None and found.current.running
         if running and found and self._sync_ports(found.dom, found.current.vm_id, found.current.pod):
@@ -221,6 +227,8 @@ class PodTask:
         images = self.session.make_images(self.root)
         digests = images.digests(spec.containers, self.pull, self.check_mode, self.registry_auth) if new or "containers" in user_set else {}
         desired = spec.to_stored(accelerator=accelerator or "", guest=guest, digests=digests)
+        if current is not None:  # the service container hyper_service added stays (pod/service_container.py)
+            desired, user_set = self._service_container(desired, user_set, current.spec, images)
         # Networks exist, static addresses fit and are free, host ports are free: before anything is created.
         others = [p.current.pod for p in pods if p is not found]
         checked = self.network.check(StoredPod.from_json(desired), user_set, current.pod if current else None, others)
@@ -229,13 +237,32 @@ class PodTask:
         self.key = sealing_key(self.root, self.check_mode)
         self.task_env = clear_env(desired)
         sealed_current = dataclasses.replace(current, spec=seal_spec(current.spec, self.key)) if current is not None else None
-        plan = plan_pod(seal_spec(desired, self.key), user_set, sealed_current, self.state, self.recreate)
+        sealed = seal_spec(desired, self.key)
+        # A running pod's containers change in its VM when they can (pod/inplace.py): what the VM has attached now.
+        changing = "containers" in user_set and sealed_current is not None and sealed.get("containers") != sealed_current.spec.get("containers")
+        live = live_vm(self.client, found.dom, self.root, found.current.vm_id) if changing and found and found.current.running else None
+        plan = plan_pod(sealed, user_set, sealed_current, self.state, self.recreate, live)
         if plan.new_vm or {"start", "restart"} & set(plan.actions):
             # Bad storage fails here, in check mode too, before anything is made (a stop never needs it).
             after = StoredPod.from_json(plan.spec)
             check_volume_users(pods, spec.name, after.volumes)
             PodStorage(self.root, after).check()
         return plan, purge
+
+    def _service_container(
+        self, desired: dict[str, Any], user_set: frozenset[str], current: Mapping[str, Any], images: Any
+    ) -> tuple[dict[str, Any], frozenset[str]]:
+        """The service container hyper_service asks for (ADD_PARAM), or the one it added before, kept (pod/service_container.py)."""
+        request = self.params.get(ADD_PARAM)
+        if isinstance(request, Mapping):  # hyper_service adds the pod's service container
+
+            def stored(container: Mapping[str, Any]) -> dict[str, Any]:
+                extra, _ = normalise_pod({"name": current["name"], "containers": [dict(container)]})
+                found = images.digests(extra.containers, self.pull, self.check_mode, self.registry_auth)
+                return dict(extra.to_stored(accelerator="", guest={}, digests=found)["containers"][0])
+
+            return with_service_container(desired, current, request, stored), user_set | {"containers"}
+        return (keep_service_containers(desired, current) if "containers" in user_set else desired), user_set
 
     def _apply(self, plan: Plan, found: Optional[FoundPod], files: Mapping[str, Any]) -> Optional[Domain]:
         """Carry out ``plan.actions``; return the pod's domain afterwards (None once removed)."""
@@ -258,6 +285,8 @@ class PodTask:
             return self._create(plan, self._prepare_new_vm(plan, None, files))
         if found is None:  # a plan without a new VM always has a current pod; say so if it ever has not
             raise HyperError(f"pod {plan.spec['name']}: the plan {actions} needs an existing VM, and there is none")
+        if plan.containers is not None:
+            apply_containers(self, plan, found, files)
         return self._update(plan, found)
 
     def _claim(self, pod: StoredPod, found: Optional[FoundPod]) -> None:

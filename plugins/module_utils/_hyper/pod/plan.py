@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import SpecError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.inplace import ContainerPlan, LiveVm, plan_containers, recreate_reasons
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.spec import FIELD_OPTIONS, STATES
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.store import CurrentPod
 
@@ -37,6 +38,10 @@ class Plan:
     changed: bool
     # Stored-spec fields the user set that differ from the stored spec.
     differences: list[str] = field(default_factory=list)
+    # The containers changed in the running VM (pod/inplace.py); None when they did not change or a new VM takes them.
+    containers: Optional[ContainerPlan] = None
+    # Why the plan makes a new VM of an existing pod (the result's recreate_reasons).
+    recreate_reasons: list[str] = field(default_factory=list)
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -60,12 +65,15 @@ def plan_pod(
     current: Optional[CurrentPod],
     state: str,
     recreate: bool = False,
+    live: Optional[LiveVm] = None,
 ) -> Plan:
     """What to do to bring ``current`` (None: no such pod) to ``desired`` in ``state``.
 
     ``desired`` is the stored form of the requested spec (``PodSpec.to_stored``); fields not in
     ``user_set`` are taken from the current pod instead of compared. ``recreate`` forces a new VM
     (unless the pod is to be absent). ``restarted`` always restarts, so it always changes.
+    ``live`` describes the running VM: a change of the containers alone is then made in it
+    (pod/inplace.py) when it can be; without it (or for ``restarted``) a new VM takes them.
     """
     if state not in STATES:
         raise SpecError("state", state, f"must be one of {', '.join(STATES)}")
@@ -89,6 +97,12 @@ def plan_pod(
     needs_vm = recreate or any(key in RECREATE_FIELDS for key in differences)
     # present keeps the run state of an existing pod; a new VM then runs if the old one did.
     run_after = want_running or (state == "present" and current.running)
+    containers: Optional[ContainerPlan] = None
+    if not recreate and [key for key in differences if key in RECREATE_FIELDS] == ["containers"]:
+        in_vm = live if current.running and run_after and state != "restarted" else None
+        containers = plan_containers(current.spec, merged, in_vm)
+        needs_vm = not containers.in_place
+    reasons = recreate_reasons([k for k in differences if k in RECREATE_FIELDS], recreate, containers) if needs_vm else []
 
     actions: list[str] = []
     if needs_vm:
@@ -96,6 +110,8 @@ def plan_pod(
         if run_after:
             actions.append("start")
     else:
+        if containers is not None:
+            actions += containers.actions
         if any(key in METADATA_FIELDS for key in differences):
             actions.append("update_labels")
         if any(key in PORT_FIELDS for key in differences):
@@ -110,7 +126,7 @@ def plan_pod(
             actions.append("stop")
     before = _view(current.spec, RUNNING if current.running else STOPPED)
     after = _view(merged, RUNNING if run_after else STOPPED)
-    return Plan(actions, before, after, bool(actions), differences)
+    return Plan(actions, before, after, bool(actions), differences, None if needs_vm else containers, reasons)
 
 
 # env values are secrets (the module declares env no_log). Ansible masks only this run's values, so

@@ -143,6 +143,8 @@ class StoredContainer:
     files: tuple[StoredFile, ...] = ()
     # cpus, memory, healthcheck ... (pod/container_options.py): stored flat, only the keys that are set.
     options: ContainerOptions = field(default_factory=ContainerOptions)
+    # The pod's service container, added by hyper_service: hyper_pod keeps it (pod/service_container.py).
+    service: bool = False
 
     @classmethod
     def from_json(cls, data: object, where: str) -> StoredContainer:
@@ -171,6 +173,7 @@ class StoredContainer:
             volumes=tuple(StoredMount.from_json(m, f"{where}.volumes[{i}]") for i, m in enumerate(_list(item, "volumes", where))),
             files=tuple(StoredFile.from_json(f, f"{where}.files[{i}]") for i, f in enumerate(_list(item, "files", where))),
             options=options,
+            service=bool(_get(item, "service", bool, where, False)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -194,6 +197,8 @@ class StoredContainer:
         if self.files:
             out["files"] = [f.to_json() for f in self.files]
         out.update(self.options.to_json())
+        if self.service:
+            out["service"] = True
         return out
 
 
