@@ -559,6 +559,22 @@ options:
         for the containers to run.
     type: bool
     default: true
+  wait_settle:
+    description:
+      - With O(wait), how long (seconds) each container must be seen running with one pid, no restart in
+        between, before the start returns. A container that exits, restarts or is stopped before that fails
+        the task with its log, and a new pod is removed again.
+      - Counted for each container from the moment the host first sees it running, not after the last
+        container's start; the host checks again only once the time is up. V(0) returns as soon as every
+        container runs, as C(docker run -d) or C(docker compose up --wait) do. A container that exits a moment
+        later does not fail the task then; its state in M(hyper.pods.hyper_pod_info) shows it.
+      - The default catches a command that fails at once (a missing binary, a bad argument) while keeping the
+        wait short; raise it for a process that may fail later in its start (it is like Kubernetes'
+        C(minReadySeconds)). To wait until the containers' healthchecks pass, use O(wait_healthy).
+      - Only a start waits for it (a create, V(restarted), a stopped pod started); a task that finds the pod
+        running does not. The host service's restarts (C(docs/runtime.md)) use the default.
+    type: float
+    default: 0.2
   wait_timeout:
     description:
       - Seconds from starting the VM until its guest agent answers, the guest has brought the pod up from its
@@ -1067,10 +1083,11 @@ pod:
 timings:
   description:
     - Seconds from starting the VM until its guest agent answered and until every container ran.
-    - C(boot_slot_wait) is the wait for one of the host's boot slots before the VM started.
+    - C(boot_slot_wait) is the wait for one of the host's boot slots before the VM started; C(pod_booted)
+      (a pod with a config disk) when the guest said it had carried out its boot, before O(wait_settle).
   returned: when the pod was started
   type: dict
-  sample: {boot_slot_wait: 0.0, agent_ready: 3.1, containers_running: 5.2}
+  sample: {boot_slot_wait: 0.0, agent_ready: 3.1, pod_booted: 3.3, containers_running: 4.0}
 step:
   description: The step that failed, such as V(waiting for the guest agent).
   returned: failure while starting a pod
@@ -1226,6 +1243,7 @@ ARGUMENT_SPEC = with_common_args(
         **REGISTRY_AUTH_SPEC,
         "wait": {"type": "bool", "default": True},
         "wait_timeout": {"type": "int", "default": 120},
+        "wait_settle": {"type": "float", "default": 0.2},
         "wait_healthy": {"type": "bool", "default": False},
         "wait_healthy_timeout": {"type": "int", "default": 120},
         "recreate": {"type": "bool", "default": False},
