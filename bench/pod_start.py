@@ -50,6 +50,7 @@ from _common import PREFIX, Sample, Tracker, load_average, median, run_baseline,
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent, LibvirtAgentTransport
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.settle import DEFAULT_SETTLE
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.manifest import GuestImage, load_image
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.console import console_path
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import resolve_accelerator
@@ -107,9 +108,10 @@ SELFBOOT_PHASES: tuple[tuple[str, str, str], ...] = (
     ("hyper-container start: supervisor up", "mounted", "supervisor"),
     ("supervisor: crun delete + run → container pid", "supervisor", "crun_pid"),
     ("(hyper-boot: plan carried out)", "pod-boot", "pod-started"),
-    ("container pid → hyper-boot settled", "crun_pid", "pod-settled"),
+    ("(container pid → the guest's own 0.5 s settle)", "crun_pid", "pod-settled"),
     ("qemu-ga start → host's ping answered", "qemu-ga", "agent_ready"),
-    ("agent answered → hyper-boot wait returned", "agent_ready", "booted"),
+    ("agent answered → hyper-boot wait returned", "agent_ready", "boot_answered"),
+    ("container pid → host's status: up (wait_settle)", "crun_pid", "booted"),
     ("result: ports, pod view", "booted", "returned"),
 )
 
@@ -201,9 +203,14 @@ class TimedGuestPod:
         self.probe.mark("start_returned")
         return result
 
-    def wait_running(self, names: Sequence[str], timeout: float) -> Any:
-        result = self.inner.wait_running(names, timeout)
+    def wait_running(self, names: Sequence[str], timeout: float, settle: float = DEFAULT_SETTLE) -> Any:
+        result = self.inner.wait_running(names, timeout, settle)
         self.probe.mark("running")
+        return result
+
+    def wait_settled(self, watch: Any, timeout: float, first: Any = None, **kwargs: Any) -> Any:
+        result = self.inner.wait_settled(watch, timeout, first, **kwargs)
+        self.probe.mark("settled")
         return result
 
     def __getattr__(self, name: str) -> Any:
@@ -276,10 +283,12 @@ class PodSample:
 
 
 class Bench:
-    def __init__(self, client: LibvirtClient, args: argparse.Namespace, image: GuestImage) -> None:
+    def __init__(self, client: LibvirtClient, args: argparse.Namespace, image: GuestImage, settle: Optional[float] = None) -> None:
         self.client = client
         self.args = args
         self.image = image
+        self.settle = settle  # hyper_pod's wait_settle (None: the module's default)
+        self.label = image.name if settle is None else f"{image.name} wait_settle={settle:g}"
         self.raw = Tracker(client)
         self.pods: set[str] = set()
 
@@ -295,6 +304,8 @@ class Bench:
         if volumes:
             container["volumes"] = [{"name": v["name"], "path": f"/mnt/{v['name']}"} for v in volumes]
         params.update(memory=self.args.memory, accelerator=self.args.accelerator, guest_image=self.image.name, containers=[container], volumes=volumes or None)
+        if self.settle is not None:
+            params["wait_settle"] = self.settle
         if kernel_args:
             params["kernel_args"] = kernel_args
         return params
@@ -326,7 +337,7 @@ class Bench:
             offset = kernel_offset(lines)
             timings = result.get("timings") or {}
             if "start_call" in marks:  # the module's own timings count from the VM start
-                for timing, mark in (("agent_ready", "agent_ready"), ("containers_running", "booted")):
+                for timing, mark in (("agent_ready", "agent_ready"), ("pod_booted", "boot_answered"), ("containers_running", "booted")):
                     if timing in timings:
                         marks[mark] = marks["start_call"] + float(timings[timing])
             kernel: list[tuple[float, str]] = []
@@ -418,7 +429,10 @@ def print_selfboot(samples: Sequence[PodSample]) -> None:
         for label, value, count in phase_rows(samples, phases):
             note = "" if count == len(samples) else f"  ({count} runs)"
             print(f"{label:<46} {value:>8.3f} {value / total:>6.0%}{note}")
-    marks = ("rc-done", "qemu-ga", "agent_ready", "pod-boot", "mounted", "supervisor", "crun_pid", "pod-started", "pod-settled", "booted", "returned")
+    marks = (
+        *("rc-done", "qemu-ga", "agent_ready", "pod-boot", "mounted", "supervisor", "crun_pid"),
+        *("pod-started", "boot_answered", "pod-settled", "booted", "returned"),
+    )
     at = {m: [v for s in samples if (v := s.at(m)) is not None] for m in marks}
     print("since the call: " + ", ".join(f"{m} {median(v):.3f}" for m, v in at.items() if v))
     print(f"{'median total (call → return)':<46} {total:>8.3f}")
@@ -501,6 +515,17 @@ def print_images(results: Sequence[tuple[str, Sequence[PodSample]]]) -> None:
         print(f"{name:<14} | " + " | ".join(f"{v:>{w}.3f} {v / b:>5.2f}" for v, b, w in zip(values, base, (11, 16, 14))))
 
 
+def print_settles(results: Sequence[tuple[str, Sequence[PodSample], Sequence[Sample]]]) -> None:
+    """Each wait_settle variant: call → running against its own baselines (createXML → ping) of the same runs."""
+    print("\nwait_settle variants (medians; ratio = call → running / createXML → first ping, baselines of the same runs)")
+    header = f"{'variant':<34} | {'call → running':>14} | {'baseline ping':>13} | {'ratio':>5}"
+    print(header)
+    print("-" * len(header))
+    for label, samples, baselines in results:
+        wall, ping = median(s.wall for s in samples), median(b.ping for b in baselines)
+        print(f"{label:<34} | {wall:>14.3f} | {ping:>13.3f} | {wall / ping:>5.2f}")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
@@ -514,6 +539,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--json", help="also write the samples to this file")
     parser.add_argument("--share", metavar="DIR", help="give each pod this host directory as a virtio-fs volume (shared memfd memory)")
     parser.add_argument("--volume", metavar="SIZE", help="give each pod a new disk volume of SIZE (made before the boot, purged after)")
+    parser.add_argument(
+        "--wait-settle", metavar="S[,S…]", help="hyper_pod's wait_settle, comma-separated: each value is a variant of ours, interleaved (default: the module's)"
+    )
     args = parser.parse_args(argv)
     if resolve_accelerator(args.accelerator, args.root) != "tcg":
         parser.error("the baseline XML is written for TCG (type='qemu'); run with --accelerator tcg")
@@ -521,20 +549,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     images = [load_image(args.root, name) for name in args.image.split(",") if name]
     if not images:
         parser.error("give --image")
+    settles: list[Optional[float]] = [float(v) for v in args.wait_settle.split(",")] if args.wait_settle else [None]
     sigterm_interrupts()
     load_before = load_average()
-    ours: dict[str, list[PodSample]] = {i.name: [] for i in images}
-    base: dict[str, list[Sample]] = {i.name: [] for i in images}
-    profiled: dict[str, list[PodSample]] = {i.name: [] for i in images}
     with LibvirtClient.open(args.uri) as client:
-        benches = [Bench(client, args, image) for image in images]
+        # One variant per image and wait_settle, each with its own baselines in the same interleaved runs.
+        benches = [Bench(client, args, image, settle) for image in images for settle in settles]
+        ours: dict[str, list[PodSample]] = {b.label: [] for b in benches}
+        base: dict[str, list[Sample]] = {b.label: [] for b in benches}
+        profiled: dict[str, list[PodSample]] = {b.label: [] for b in benches}
         try:
-            for bench in benches:
+            for bench in benches[:: len(settles)]:
                 print(f"warm-up {bench.image.name}: one pod create + remove (image cache), not counted", flush=True)
                 bench.run_ours()
             for run in range(args.runs):
                 for bench in benches:
-                    name = bench.image.name
+                    name = bench.label
                     runners: list[Callable[[], None]] = [
                         lambda b=bench, n=name: ours[n].append(b.run_ours()),  # type: ignore[misc]
                         lambda b=bench, n=name: base[n].append(b.run_baseline()),  # type: ignore[misc]
@@ -550,22 +580,25 @@ def main(argv: Optional[list[str]] = None) -> int:
                     )
             for run in range(args.kernel_log):
                 for bench in benches:
-                    profiled[bench.image.name].append(bench.run_ours(KERNEL_LOG_ARGS))
-                    print(f"{bench.image.name} kernel-log run {run + 1}/{args.kernel_log}: running {profiled[bench.image.name][-1].wall:.2f}s", flush=True)
+                    profiled[bench.label].append(bench.run_ours(KERNEL_LOG_ARGS))
+                    print(f"{bench.label} kernel-log run {run + 1}/{args.kernel_log}: running {profiled[bench.label][-1].wall:.2f}s", flush=True)
         except KeyboardInterrupt:
             print("interrupted; cleaning up", file=sys.stderr)
             return 130
         finally:
             for bench in benches:
                 bench.cleanup()
-    for image in images:
-        if len(images) > 1:
-            print(f"\n===== image {image.name} (kernel {image.kernel_version}) =====")
-        print_summary(ours[image.name], base[image.name], load_before)
-        print_breakdown(ours[image.name])
-        print_kernel(profiled[image.name])
+    for bench in benches:
+        if len(benches) > 1:
+            print(f"\n===== {bench.label} (kernel {bench.image.kernel_version}) =====")
+        print_summary(ours[bench.label], base[bench.label], load_before)
+        print_breakdown(ours[bench.label])
+        print_kernel(profiled[bench.label])
     if len(images) > 1:
-        print_images([(i.name, ours[i.name]) for i in images])
+        print_images([(b.label, ours[b.label]) for b in benches])
+        print(f"load average now {load_average()}")
+    if len(settles) > 1:
+        print_settles([(b.label, ours[b.label], base[b.label]) for b in benches])
         print(f"load average now {load_average()}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
@@ -573,7 +606,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 name: {"ours": [vars(s) for s in ours[name]], "baseline": [vars(s) for s in base[name]], "kernel_log": [vars(s) for s in profiled[name]]}
                 for name in ours
             }
-            json.dump(dump if len(images) > 1 else dump[images[0].name], handle, indent=2)
+            json.dump(dump if len(benches) > 1 else dump[benches[0].label], handle, indent=2)
     return 0
 
 

@@ -569,6 +569,22 @@ options:
         for the containers to run.
     type: bool
     default: true
+  wait_settle:
+    description:
+      - With O(wait), how long (seconds) each container must be seen running with one pid, no restart in
+        between, before the start returns. A container that exits, restarts or is stopped before that fails
+        the task with its log, and a new pod is removed again.
+      - Counted for each container from the moment the host first sees it running, not after the last
+        container's start; the host checks again only once the time is up. V(0) returns as soon as every
+        container runs, as C(docker run -d) or C(docker compose up --wait) do. A container that exits a moment
+        later does not fail the task then; its state in M(hyper.pods.hyper_pod_info) shows it.
+      - The default catches a command that fails at once (a missing binary, a bad argument) while keeping the
+        wait short; raise it for a process that may fail later in its start (it is like Kubernetes'
+        C(minReadySeconds)). To wait until the containers' healthchecks pass, use O(wait_healthy).
+      - Only a start waits for it (a create, V(restarted), a stopped pod started); a task that finds the pod
+        running does not. The host service's restarts (C(docs/runtime.md)) use the default.
+    type: float
+    default: 0.2
   wait_timeout:
     description:
       - Seconds from starting the VM until its guest agent answers, the guest has brought the pod up from its
@@ -892,7 +908,9 @@ pod:
         - What happened to the pod on the host, oldest first, at most 400, among C(created), C(started),
           C(stopped) and C(crashed) (with libvirt's C(reason), the C(restart_policy), the C(desired)
           state and the C(action) taken), C(restarted) (with C(attempt), C(delay) and C(seconds)),
-          C(restart_failed) (with C(error), C(next_attempt) and C(next_delay)). Each has C(time)
+          C(restart_failed) (with C(error), C(next_attempt) and C(next_delay)), C(rebooted) (with C(reboots), the
+          reboots counted within the last 120 s), and C(crashed) with C(reason=reboot_loop) when the host service stopped
+          a guest that kept rebooting (with C(reboots), C(window), and C(gave_up) once it leaves the VM stopped). Each has C(time)
           (seconds since the epoch), C(event) and C(vm_id).
       returned: by M(hyper.pods.hyper_pod_info), when its O(hyper.pods.hyper_pod_info#module:events) option is true
       type: list
@@ -1123,11 +1141,12 @@ timings:
   description:
     - Seconds from starting the VM until its guest agent answered and until every container ran.
     - From a pool VM, from its resume.
-    - C(boot_slot_wait) is the wait for one of the host's boot slots before the VM started.
+    - C(boot_slot_wait) is the wait for one of the host's boot slots before the VM started; C(pod_booted)
+      (a pod with a config disk) when the guest said it had carried out its boot, before O(wait_settle).
     - C(containers_changed) is how long a change of containers in the running VM took (RV(container_changes)).
   returned: when the pod was started, or its containers changed in place
   type: dict
-  sample: {boot_slot_wait: 0.0, agent_ready: 3.1, containers_running: 5.2}
+  sample: {boot_slot_wait: 0.0, agent_ready: 3.1, pod_booted: 3.3, containers_running: 4.0}
 step:
   description: The step that failed, such as V(waiting for the guest agent).
   returned: failure while starting a pod
@@ -1283,6 +1302,7 @@ ARGUMENT_SPEC = with_common_args(
         **REGISTRY_AUTH_SPEC,
         "wait": {"type": "bool", "default": True},
         "wait_timeout": {"type": "int", "default": 120},
+        "wait_settle": {"type": "float", "default": 0.2},
         "wait_healthy": {"type": "bool", "default": False},
         "wait_healthy_timeout": {"type": "int", "default": 120},
         "recreate": {"type": "bool", "default": False},

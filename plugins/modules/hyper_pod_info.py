@@ -144,7 +144,9 @@ pods:
         - What happened to the pod on the host, oldest first, at most 400, among C(created), C(started),
           C(stopped) and C(crashed) (with libvirt's C(reason), the C(restart_policy), the C(desired)
           state and the C(action) taken), C(restarted) (with C(attempt), C(delay) and C(seconds)),
-          C(restart_failed) (with C(error), C(next_attempt) and C(next_delay)). Each has C(time)
+          C(restart_failed) (with C(error), C(next_attempt) and C(next_delay)), C(rebooted) (with C(reboots), the
+          reboots counted within the last 120 s), and C(crashed) with C(reason=reboot_loop) when the host service stopped
+          a guest that kept rebooting (with C(reboots), C(window), and C(gave_up) once it leaves the VM stopped). Each has C(time)
           (seconds since the epoch), C(event) and C(vm_id).
       returned: by M(hyper.pods.hyper_pod_info), when its O(hyper.pods.hyper_pod_info#module:events) option is true
       type: list

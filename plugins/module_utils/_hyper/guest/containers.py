@@ -23,6 +23,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent impo
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.health import HealthState, parse_health
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.logs import log_lines
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.replies import load_guest_json
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.settle import DEFAULT_SETTLE, SettleWatch, not_running_reason
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.waiter import Clock, Deadline, Sleep, backoff
 
 GUEST_COMMAND = layout.GUEST_COMMAND
@@ -46,8 +47,6 @@ LOG_TAIL_LINES = 20
 # status polls: one agent exec costs tens of ms under TCG; no need to ask faster than this.
 POLL_FIRST = 0.05
 POLL_CAP = 0.5
-# How long a container must be seen running, same pid, before it counts as up.
-SETTLE_SECONDS = 0.5
 
 
 class _HealthPart(TypedDict, total=False):
@@ -278,66 +277,61 @@ class GuestPod:
         except (AgentError, ContainerError):
             return []
 
-    def wait_running(self, names: Sequence[str], timeout: float = WAIT_TIMEOUT, settle: float = SETTLE_SECONDS) -> dict[str, ContainerState]:
+    def wait_running(self, names: Sequence[str], timeout: float = WAIT_TIMEOUT, settle: float = DEFAULT_SETTLE) -> dict[str, ContainerState]:
         """Poll status until every container in ``names`` runs with a pid; return their states.
 
-        A container counts as up once it has been seen running, with the same pid and no
-        restart in between, across at least ``settle`` seconds: a process that exits at once
-        (``sh -c 'exit 3'``) is often still seen running by the first poll.
+        A container counts as up once it has been seen running, with the same pid and no restart
+        in between, across at least ``settle`` seconds (guest/settle.py: counted per container,
+        from its first sighting); with 0, as soon as it is seen running.
         A container that exited, was stopped, is restarting (it exited since its start) or was
         never started fails at once with its log tail; one still starting at ``timeout`` too.
         """
-        wanted = [check_name(name) for name in dict.fromkeys(names)]
-        pending: list[str] = []
-        states: dict[str, ContainerState] = {}
-        seen: dict[str, tuple[float, Optional[int], int]] = {}  # name -> (first seen running, pid, restarts)
+        return self.wait_settled(SettleWatch([check_name(name) for name in names], settle), timeout)
+
+    def wait_settled(
+        self,
+        watch: SettleWatch,
+        timeout: float,
+        first: Optional[tuple[Mapping[str, ContainerState], float, float]] = None,
+        *,
+        poll_cap: float = POLL_CAP,
+        missing: str = "write and start it first",
+    ) -> dict[str, ContainerState]:
+        """``wait_running`` with a watch of the caller's.
+
+        ``first`` is a status answer the caller has already (states, sent, answered: host clock);
+        ``poll_cap`` caps the polls while a container starts; ``missing`` ends the message for a
+        container that is not in the guest at all.
+        """
         deadline = Deadline(timeout, self._clock)
-        delays = backoff(POLL_FIRST, cap=POLL_CAP)
+        delays = backoff(POLL_FIRST, cap=poll_cap)
         while True:
-            states = self.status()
-            now = self._clock()
-            pending = []
-            starting = False
-            settle_left = 0.0  # the longest settle time still to go among pending running containers
-            for name in wanted:
-                state = states.get(name)
-                if state is None:
-                    raise ContainerError(name, f"is not in {self.agent.name}: write and start it first")
-                if state["status"] == "running" and state["pid"] is not None:
-                    first = seen.get(name)
-                    if first is None or first[1:] != (state["pid"], state["restarts"]):
-                        seen[name] = first = (now, state["pid"], state["restarts"])
-                    if now - first[0] >= settle:
-                        continue
-                    settle_left = max(settle_left, first[0] + settle - now)
-                elif state["status"] not in ("starting", "running"):
-                    raise self._not_running(name, state)
-                else:
-                    starting = True
-                pending.append(name)
-            if not pending:
-                return {name: states[name] for name in wanted}
+            if first is not None:
+                states, sent, answered = first
+                first = None
+            else:
+                sent = self._clock()
+                states = self.status()
+                answered = self._clock()
+            verdict = watch.observe(states, sent, answered)
+            if verdict.up:
+                return {name: states[name] for name in watch.names}
+            if verdict.failed is not None:
+                if verdict.missing:
+                    raise ContainerError(verdict.failed, f"is not in {self.agent.name}: {missing}")
+                raise self._not_running(verdict.failed, states[verdict.failed])
             remaining = deadline.remaining
             if remaining <= 0:
                 break
             # Backoff while a container starts; once all run, look again when their settle time is up
             # (backoff overshot it by ~0.3 s under TCG: pod start, bench/pod_start.py).
-            delay = next(delays) if starting else settle_left
+            delay = next(delays) if verdict.starting else verdict.settle_left
             self._sleep(min(delay, remaining))
-        name = pending[0]
-        others = f" (nor did {', '.join(pending[1:])})" if len(pending) > 1 else ""
+        name, *others = verdict.pending
+        also = f" (nor did {', '.join(others)})" if others else ""
         raise ContainerError(
-            name, f"did not reach running within {timeout:g}s: still {states[name]['status']}{others}", self.log_tail(name), {"state": dict(states[name])}
+            name, f"did not reach running within {timeout:g}s: still {states[name]['status']}{also}", self.log_tail(name), {"state": dict(states[name])}
         )
 
-    def _not_running(self, name: str, state: ContainerState) -> ContainerError:
-        status = state["status"]
-        code = state["exit_code"]
-        exited = f"exited with code {code}" if code is not None else "exited"
-        reason = {
-            "created": "was written but never started",
-            "exited": exited,
-            "restarting": f"{exited} and is restarting (restart {state['restarts']})",
-            "stopped": "was stopped",
-        }.get(status, f"is in an unknown state ({status})")
-        return ContainerError(name, reason, self.log_tail(name), {"state": dict(state)})
+    def _not_running(self, name: str, state: Mapping[str, Any]) -> ContainerError:
+        return ContainerError(name, not_running_reason(state), self.log_tail(name), {"state": dict(state)})

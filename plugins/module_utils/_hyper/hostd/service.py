@@ -29,6 +29,8 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.adopt impo
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.backoff import Backoff
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.journal import record, remove_journal
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.policy import CLEAN_EXITS, SHUTOFF_REASONS, STOPPED_REASONS, UNKNOWN, decide
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.reboots import REASON as LOOP_REASON
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.reboots import REBOOT_LOOP_WINDOW, RebootCounter, decide_loop
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.hostd.state import hostd_dir, log_path, pid_path, read_desired, running_pid, write_private
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.names import VM_PREFIX
@@ -40,9 +42,6 @@ LOG_BYTES = 1 << 20  # the log file is rotated at 1 MiB, one old file kept
 DEFINED, UNDEFINED, STARTED, STOPPED = 0, 1, 2, 5
 # Not a lifecycle event: libvirt's reboot event (VIR_DOMAIN_EVENT_ID_REBOOT), queued under this number.
 REBOOTED = -1
-# One guest reboot makes QEMU reset several times within a second (libvirt sends a reboot event for each):
-# reboot events of a pod closer than this to its last one are not journaled again.
-REBOOT_REPEAT = 5.0
 
 log = logging.getLogger("hyper-hostd")
 
@@ -65,7 +64,8 @@ class HostService:
         self.pending: dict[str, tuple[float, int, float, str]] = {}  # pod → (due, attempt, delay, vm id)
         self.client: Optional[LibvirtClient] = None
         self.stopping = False
-        self.rebooted: dict[str, float] = {}  # pod → time of its last journaled reboot
+        self.reboots: dict[str, RebootCounter] = {}  # pod → its counted reboots (hostd/reboots.py)
+        self.loop_stops: set[str] = set()  # VM ids this service destroyed to end a reboot loop: their stop is journaled already
         self.names: dict[str, str] = {}  # VM id → pod name, of the pods seen
         self.own_starts: dict[str, tuple[float, float]] = {}  # pod → wall times of this service's last start of it
         self.orphans: set[str] = set()  # pods whose VM was undefined: their journal goes unless the pod is back
@@ -176,9 +176,13 @@ class HostService:
         if event == DEFINED and detail == 0:
             record(self.root, name, "created", when, vm_id=vm_id)
         elif event == REBOOTED:
-            if when - self.rebooted.get(name, float("-inf")) >= REBOOT_REPEAT:
-                self.rebooted[name] = when
-                record(self.root, name, "rebooted", when, vm_id=vm_id)
+            counter = self.reboots.setdefault(name, RebootCounter())
+            reboots = counter.rebooted(when)
+            if reboots:  # not a repeat of the last one (QEMU resets more than once for one reboot)
+                record(self.root, name, "rebooted", when, vm_id=vm_id, reboots=reboots)
+                if counter.looping():
+                    counter.clear()
+                    self._stop_reboot_loop(_dom, current, reboots, when)
         elif event == STARTED:
             self.backoff.setdefault(name, Backoff()).started(self.clock())
             record(self.root, name, "started", when, vm_id=vm_id)
@@ -187,6 +191,9 @@ class HostService:
             if not first <= when <= last and read_desired(self.root, vm_id) == "running" and name not in self.pending:
                 self.adopt(name, vm_id)
         elif event == STOPPED:
+            if vm_id in self.loop_stops:  # this service's own destroy of a reboot loop, journaled with it
+                self.loop_stops.discard(vm_id)
+                return
             reason = STOPPED_REASONS.get(detail, f"reason {detail}")
             desired = read_desired(self.root, vm_id) or "unknown"
             policy = str(current.spec.get("restart_policy"))
@@ -204,6 +211,32 @@ class HostService:
                 fields["during_start"] = True
             record(self.root, name, kind, when, **fields)
             log.info("pod %s (VM %s) %s (%s): %s", name, vm_id, kind, reason, decision.why)
+
+    def _stop_reboot_loop(self, dom: Any, current: CurrentPod, reboots: int, when: float) -> None:
+        """A guest that keeps rebooting in place: destroy its VM, then restart it through the back-off, or leave it stopped."""
+        name, vm_id = current.name, current.vm_id
+        policy = str(current.spec.get("restart_policy"))
+        desired = read_desired(self.root, vm_id) or "unknown"
+        attempt, delay = self.backoff.setdefault(name, Backoff()).next(self.clock())  # a loop is a failed run
+        decision = decide_loop(policy, desired, attempt, reboots)
+        self.loop_stops.add(vm_id)
+        try:
+            if self.client is None or not self.client.destroy(dom):
+                self.loop_stops.discard(vm_id)  # it stopped meanwhile: its own stop event tells
+                return
+        except HyperError as err:
+            self.loop_stops.discard(vm_id)
+            log.warning("pod %s (VM %s): rebooting in a loop, but destroying it failed: %s", name, vm_id, err.message)
+            return
+        fields: dict[str, Any] = {"vm_id": vm_id, "reason": LOOP_REASON, "reboots": reboots, "window": REBOOT_LOOP_WINDOW}
+        fields.update(restart_policy=policy, desired=desired, action=decision.why)
+        if decision.restart and name not in self.pending:
+            self.pending[name] = (self.clock() + delay, attempt, delay, vm_id)
+            fields.update(attempt=attempt, delay=delay)
+        if decision.gave_up:
+            fields["gave_up"] = True
+        record(self.root, name, "crashed", when, **fields)
+        log.warning("pod %s (VM %s): %s", name, vm_id, decision.why)
 
     def _starting(self, name: str, when: float) -> bool:
         """Whether the pod was being started at ``when``: by this service (its last start's times) or by a task (it holds the pod)."""

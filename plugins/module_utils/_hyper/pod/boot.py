@@ -18,6 +18,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import Co
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import PreparedContainer
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.settle import DEFAULT_SETTLE
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.console import console_path, console_tail
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredContainer
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import GuestPodApi, Session
@@ -76,6 +77,7 @@ class PodRuntime:
         *,
         wait: bool,
         timeout: float,
+        settle: float = DEFAULT_SETTLE,
         setup: Optional[Callable[[GuestAgent], None]] = None,
         prepare: Optional[Callable[[GuestAgent], None]] = None,
     ) -> None:
@@ -84,6 +86,7 @@ class PodRuntime:
         ``timeout`` bounds the whole boot. On failure the VM is left to the caller (who destroys
         it) and a PodError names the step, the pod and the container, with a console or log tail.
         ``setup`` runs once the agent answers, before any container is written (volumes, files).
+        With ``wait``, a container counts as running once it kept its pid ``settle`` seconds (guest/settle.py).
         """
         deadline = Deadline(timeout, self.clock)
         started = self.clock()
@@ -113,7 +116,7 @@ class PodRuntime:
             container = None
             if wait and containers:
                 step = "waiting for the containers to run"
-                guest.wait_running([c.name for c in containers], max(deadline.remaining, 1.0))
+                guest.wait_running([c.name for c in containers], max(deadline.remaining, 1.0), settle)
             self.timings["containers_running" if wait else "containers_started"] = round(self.clock() - started, 3)
         except HyperError as err:
             raise self._failure(err, pod, vm_id, step, container, guest) from None

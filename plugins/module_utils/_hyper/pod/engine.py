@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Optional
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError, ImageError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import GuestAgent
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.settle import check_settle
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest_image.manifest import GuestImage, resolve_image
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.boot_slots import BootSlots
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.info import DEFAULT_ROOT, resolve_accelerator
@@ -132,6 +133,7 @@ class PodTask:
         self.recreate = bool(params.get("recreate"))
         self.wait = params.get("wait") is not False
         self.wait_timeout = float(params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
+        self.wait_settle = check_settle(params.get("wait_settle"))
         self.stop_timeout = float(DEFAULT_STOP_TIMEOUT if params.get("stop_timeout") is None else params["stop_timeout"])
         self.wait_healthy = bool(params.get("wait_healthy"))
         self.healthy_timeout = check_healthy_timeout(params.get("wait_healthy_timeout"))
@@ -399,7 +401,8 @@ class PodTask:
         """The pod's disks and metadata given to the paused pool VM, resumed, the pod brought up by its guest (pool/claim.py)."""
         self.session.drop_agent(vm_id)
         give_devices(self.client, dom, claim, disks, metadata, pod.name)
-        boot_claimed(self.runtime, dom, pod, vm_id, [c.name for c in containers], [d.serial for d in disks], wait=self.wait, timeout=self.wait_timeout)
+        names, serials = [c.name for c in containers], [d.serial for d in disks]
+        boot_claimed(self.runtime, dom, pod, vm_id, names, serials, wait=self.wait, timeout=self.wait_timeout, settle=self.wait_settle)
         self._after_boot(dom, vm_id, pod)
 
     # -- the VM that is there ------------------------------------------------------------------
@@ -464,9 +467,11 @@ class PodTask:
         with BootSlots.for_root(self.root, self.session.clock, self.session.sleep).hold(f"pod {pod.name} (VM {vm_id})") as waited:
             self.session.timings["boot_slot_wait"] = round(waited, 3)
             if has_config_disk(self.root, vm_id):
-                boot_from_config(self.runtime, dom, pod.name, vm_id, names, wait=self.wait, timeout=self.wait_timeout)
+                boot_from_config(self.runtime, dom, pod.name, vm_id, names, wait=self.wait, timeout=self.wait_timeout, settle=self.wait_settle)
             else:  # a pod made before the config disk: the host drives its guest over the agent
-                self.runtime.boot(dom, pod.name, vm_id, containers, wait=self.wait, timeout=self.wait_timeout, prepare=prepare, setup=setup)
+                self.runtime.boot(
+                    dom, pod.name, vm_id, containers, wait=self.wait, timeout=self.wait_timeout, settle=self.wait_settle, prepare=prepare, setup=setup
+                )
         self._after_boot(dom, vm_id, pod)
 
     def _after_boot(self, dom: Domain, vm_id: str, pod: StoredPod) -> None:

@@ -5,20 +5,22 @@
 """The host's side of a pod that boots itself: start the VM, then wait for one "pod ready" answer.
 
 The guest's init brings the pod up from its config disk (pod/config_disk.py) while qemu-ga
-starts; the host asks once, with ``hyper-boot wait SECONDS NAME…``, which returns when the boot
-finished and the containers run (or one failed). Its output is the guest's: bounded, checked
-(``parse_status``), and its failure message shown escaped and cut.
+starts; the host asks once, with ``hyper-boot wait SECONDS``, which returns when the boot
+finished (every container's supervisor started), then polls the containers' status until they
+count as up (hyper_pod's ``wait_settle``, guest/settle.py). Its output is the guest's: bounded,
+checked (``parse_status``), and its failure message shown escaped and cut.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentTimeout, ContainerError, DomainNotRunning, HyperError
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentTimeout, DomainNotRunning, HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import ExecResult, ExecTimeout, GuestAgent
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import ContainerState, parse_status
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import parse_status
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.settle import DEFAULT_SETTLE, SettleWatch
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.console import console_panicked, console_path
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodRuntime
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import GuestPodApi
@@ -36,6 +38,9 @@ EXEC_GRACE = 15.0
 # How often the host asks whether the guest's wait has returned: a fixed short interval (a status call
 # is a few ms), where exec's paced polls were up to 10 % of the wait late (~0.15 s of a TCG pod start).
 WAIT_POLL = 0.02
+# The status polls while a container starts after the boot (``crun run`` takes ~0.4 s under TCG): short,
+# each is one guest-exec of a few ms of guest CPU.
+BOOT_POLL_CAP = 0.1
 
 
 class BootFailed(HyperError):
@@ -50,29 +55,8 @@ def guest_reason(result: ExecResult) -> str:
     return text or f"hyper-boot ended with {how}"
 
 
-def wait_argv(seconds: float, names: Sequence[str]) -> list[str]:
+def wait_argv(seconds: float, names: Sequence[str] = ()) -> list[str]:
     return [layout.BOOT_COMMAND, "wait", str(max(1, int(seconds))), *[layout.check_container_name(n) for n in names]]
-
-
-def check_booted(states: Mapping[str, ContainerState], names: Sequence[str], seconds: float) -> Optional[ContainerError]:
-    """The first container of ``names`` that is not up after the guest's wait, as an error (None: all run)."""
-    for name in names:
-        state = states.get(name)
-        if state is None:
-            return ContainerError(name, "is not in the guest: its config disk did not list it")
-        status, code = state["status"], state["exit_code"]
-        if status == "running" and state["pid"] is not None:
-            continue
-        exited = f"exited with code {code}" if code is not None else "exited"
-        reason = {
-            "starting": f"did not reach running within {seconds:g}s: still starting",
-            "created": "was written but never started",
-            "exited": exited,
-            "restarting": f"{exited} and is restarting (restart {state['restarts']})",
-            "stopped": "was stopped",
-        }.get(status, f"is in an unknown state ({status})")
-        return ContainerError(name, reason, None, {"state": dict(state)})
-    return None
 
 
 def wait_for_boot(agent: GuestAgent, argv: Sequence[str], timeout: float, clock: Callable[[], float], sleep: Callable[[float], None]) -> ExecResult:
@@ -90,8 +74,16 @@ def wait_for_boot(agent: GuestAgent, argv: Sequence[str], timeout: float, clock:
         sleep(min(WAIT_POLL, deadline.remaining))
 
 
-def boot_from_config(runtime: PodRuntime, dom: Domain, pod: str, vm_id: str, names: Sequence[str], *, wait: bool, timeout: float) -> None:
-    """Start the VM and wait for its guest to report the pod up; a PodError (step, console or log tail) otherwise."""
+def boot_from_config(
+    runtime: PodRuntime, dom: Domain, pod: str, vm_id: str, names: Sequence[str], *, wait: bool, timeout: float, settle: float = DEFAULT_SETTLE
+) -> None:
+    """Start the VM and wait for its guest to report the pod up; a PodError (step, console or log tail) otherwise.
+
+    The guest's ``hyper-boot wait`` returns once the boot carried out its config disk (every
+    container's supervisor started) with ``hyper-container status``; with ``wait`` the host then
+    polls that status until each container ran ``settle`` seconds with one pid (guest/settle.py).
+    The guest's own 0.5 s settle (``pod-settled`` on its console) is not waited for.
+    """
     clock = runtime.clock
     deadline = Deadline(timeout, clock)
     started = clock()
@@ -113,16 +105,18 @@ def boot_from_config(runtime: PodRuntime, dom: Domain, pod: str, vm_id: str, nam
         runtime.timings["agent_ready"] = round(clock() - started, 3)
         step = "waiting for the pod's boot"
         seconds = max(deadline.remaining, 1.0)
-        waited = list(names) if wait else []
-        result = wait_for_boot(agent, wait_argv(seconds, waited), seconds + EXEC_GRACE, clock, runtime.session.sleep)
+        sent = clock()
+        result = wait_for_boot(agent, wait_argv(seconds), seconds + EXEC_GRACE, clock, runtime.session.sleep)
+        answered = clock()
         if result.rc != 0:
             raise BootFailed(guest_reason(result))
         states = parse_status(result.stdout.decode("utf-8", errors="replace"))
-        failed = check_booted(states, waited, seconds)
-        if failed is not None:
-            container = failed.container
+        runtime.timings["pod_booted"] = round(answered - started, 3)
+        if wait and names:
+            step = "waiting for the containers to run"
             guest = runtime.session.make_guest_pod(agent)
-            raise failed
+            watch = SettleWatch(list(names), settle)
+            guest.wait_settled(watch, max(deadline.remaining, 1.0), (states, sent, answered), poll_cap=BOOT_POLL_CAP, missing="its config disk did not list it")
         runtime.timings["containers_running" if wait else "containers_started"] = round(clock() - started, 3)
     except HyperError as err:
         raise runtime._failure(err, pod, vm_id, step, container, guest) from None  # pylint: disable=protected-access

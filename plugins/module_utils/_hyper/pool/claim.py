@@ -35,8 +35,16 @@ from typing import Any, Optional, Sequence
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import parse_status
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.settle import DEFAULT_SETTLE, SettleWatch
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodRuntime
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.selfboot import EXEC_GRACE, BootFailed, check_booted, guest_reason, wait_argv, wait_for_boot
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.selfboot import (
+    BOOT_POLL_CAP,
+    EXEC_GRACE,
+    BootFailed,
+    guest_reason,
+    wait_argv,
+    wait_for_boot,
+)
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pool.template import PoolTemplate, pod_template, pool_misfit
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pool.vms import READY, PoolVm, list_pool_vms, pool_vm_of, vm_lock
@@ -174,7 +182,16 @@ def give_devices(client: LibvirtClient, dom: Domain, claim: PoolClaim, disks: Se
 
 
 def boot_claimed(
-    runtime: PodRuntime, dom: Domain, pod: StoredPod, vm_id: str, names: Sequence[str], serials: Sequence[str], *, wait: bool, timeout: float
+    runtime: PodRuntime,
+    dom: Domain,
+    pod: StoredPod,
+    vm_id: str,
+    names: Sequence[str],
+    serials: Sequence[str],
+    *,
+    wait: bool,
+    timeout: float,
+    settle: float = DEFAULT_SETTLE,
 ) -> None:
     """Resume the claimed VM and bring the pod up in it; PoolVmBroken before the pod's own boot began, a PodError after."""
     clock = runtime.clock
@@ -197,18 +214,22 @@ def boot_claimed(
         except HyperError as err:
             raise PoolVmBroken(f"pool VM {vm_id}: {step}: {err.message}") from None
         runtime.timings["agent_ready"] = round(clock() - started, 3)
+        # From here as a cold start's (pod/selfboot.py boot_from_config): the guest's boot answers once its
+        # supervisors started, then the host's own settle (hyper_pod's wait_settle, guest/settle.py).
         step = "waiting for the pod's boot"
         seconds = max(deadline.remaining, 1.0)
-        waited = list(names) if wait else []
-        result = wait_for_boot(agent, wait_argv(seconds, waited), seconds + EXEC_GRACE, clock, runtime.session.sleep)
+        sent = clock()
+        result = wait_for_boot(agent, wait_argv(seconds), seconds + EXEC_GRACE, clock, runtime.session.sleep)
+        answered = clock()
         if result.rc != 0:
             raise BootFailed(guest_reason(result))
         states = parse_status(result.stdout.decode("utf-8", errors="replace"))
-        failed = check_booted(states, waited, seconds)
-        if failed is not None:
-            container = failed.container
+        runtime.timings["pod_booted"] = round(answered - started, 3)
+        if wait and names:
+            step = "waiting for the containers to run"
             guest = runtime.session.make_guest_pod(agent)
-            raise failed
+            watch = SettleWatch(list(names), settle)
+            guest.wait_settled(watch, max(deadline.remaining, 1.0), (states, sent, answered), poll_cap=BOOT_POLL_CAP, missing="its config disk did not list it")
         runtime.timings["containers_running" if wait else "containers_started"] = round(clock() - started, 3)
     except PoolVmBroken:
         raise

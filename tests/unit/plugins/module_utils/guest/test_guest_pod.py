@@ -444,6 +444,26 @@ def test_wait_running_starts_the_settle_time_again_when_the_pid_changes(pod: Gue
     assert sum(clock.sleeps) >= 0.5 + 0.05
 
 
+def test_wait_running_counts_each_containers_settle_from_its_own_sighting(pod: GuestPod, guest: FakeGuest, clock: FakeClock) -> None:
+    # db runs 0.05 s after web: the wait ends 0.5 s after db was first seen, not 0.5 s after web plus 0.5 s more.
+    guest.run(
+        (HC, "status"),
+        status_run(web=state("running", 10), db=state("starting")),
+        *[status_run(web=state("running", 10), db=state("running", 11))] * 5,
+    )
+    start = clock.now
+    pod.wait_running(["web", "db"], timeout=30, settle=0.5)
+    assert clock.now - start == pytest.approx(0.55, abs=0.01)
+    assert len(guest.argvs) == 3
+
+
+def test_wait_running_with_no_settle_returns_at_the_first_sighting(pod: GuestPod, guest: FakeGuest, clock: FakeClock) -> None:
+    # wait_settle: 0 (docs/runtime.md): a container that exits just after is not this task's failure.
+    guest.run((HC, "status"), status_run(quitter=state("running", 10)), status_run(quitter=state("exited", None, 3)))
+    assert pod.wait_running(["quitter"], timeout=30, settle=0) == {"quitter": state("running", 10)}
+    assert len(guest.argvs) == 1
+
+
 @pytest.mark.parametrize(
     ("late", "reason"),
     [

@@ -26,6 +26,7 @@ from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import (
     SpecError,
 )
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import PreparedContainer
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.settle import DEFAULT_SETTLE, SettleWatch, not_running_reason
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.host.boot_slots import BootQueueTimeout, BootSlots
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.engine import ensure_pod
@@ -168,10 +169,11 @@ class FakeAgentState:
 class FakeGuestPod:
     """GuestPod's API; every call is recorded in ``calls`` (shared by all instances of one test)."""
 
-    def __init__(self, calls: list[str], fail: dict[str, HyperError], guest: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, calls: list[str], fail: dict[str, HyperError], guest: dict[str, dict[str, Any]], settles: Optional[list[float]] = None) -> None:
         self.calls = calls
         self.fail = fail
         self.guest = guest
+        self.settles = settles if settles is not None else []
 
     def _maybe_fail(self, what: str) -> None:
         if what in self.fail:
@@ -206,9 +208,28 @@ class FakeGuestPod:
         self.calls.append(f"logs {name} {lines}" + (f" since {since}" if since is not None else ""))
         return f"log of {name}\nline 2\n"
 
-    def wait_running(self, names: Sequence[str], timeout: float) -> None:
+    def wait_running(self, names: Sequence[str], timeout: float, settle: float = DEFAULT_SETTLE) -> None:
         self.calls.append(f"wait {','.join(names)}")
+        self.settles.append(settle)
         self._maybe_fail("wait")
+
+    def wait_settled(self, watch: SettleWatch, timeout: float, first: Any = None, *, poll_cap: float = 0.5, missing: str = "") -> dict[str, Any]:
+        """The real settle logic (guest/settle.py) over the guest's answers; after ``first``, the guest's containers do not change."""
+        self.calls.append(f"wait_settled {','.join(watch.names)}")
+        self.settles.append(watch.settle)
+        self._maybe_fail("wait")
+        states, sent, answered = first if first is not None else (self.status(), 0.0, 0.0)
+        for _ in range(100):
+            verdict = watch.observe(states, sent, answered)
+            if verdict.up:
+                return {n: states[n] for n in watch.names}
+            if verdict.failed is not None:
+                reason = f"is not in the guest: {missing}" if verdict.missing else not_running_reason(states[verdict.failed])
+                raise ContainerError(verdict.failed, reason)
+            sent = answered = answered + max(verdict.settle_left, 0.05)
+            if first is None:
+                states = self.status()
+        raise AssertionError("the settle never ended")
 
 
 class FakeImages:
@@ -236,6 +257,7 @@ class Harness:
         self.client = FakeClient(console_lines=40)
         self.agent = FakeAgentState()
         self.calls: list[str] = []
+        self.settles: list[float] = []  # the settle of each wait for running containers
         self.fail: dict[str, HyperError] = {}
         self.guest: dict[str, dict[str, Any]] = {}
         self.digests: dict[str, str] = {}
@@ -252,7 +274,7 @@ class Harness:
             open_client=lambda uri: self.client,  # type: ignore[arg-type,return-value]
             make_images=lambda root: FakeImages(root, self),
             make_transport=lambda dom, name: FakeTransport(dom, self.agent),
-            make_guest_pod=lambda agent: FakeGuestPod(self.calls, self.fail, self.guest),
+            make_guest_pod=lambda agent: FakeGuestPod(self.calls, self.fail, self.guest, self.settles),
             clock=self.clock,
             sleep=self.clock.sleep,
             make_network=lambda client: FakePodNetwork(client, self.net_log, self.ports, fail=self.net_fail),

@@ -11,7 +11,7 @@ import pytest
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentTimeout, SpecError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.agent import ExecResult, ExecTimeout
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.selfboot import MAX_REASON, WAIT_POLL, check_booted, guest_reason, wait_argv, wait_for_boot
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.selfboot import MAX_REASON, WAIT_POLL, guest_reason, wait_argv, wait_for_boot
 
 
 def result(stderr: bytes) -> ExecResult:
@@ -20,27 +20,6 @@ def result(stderr: bytes) -> ExecResult:
 
 def state(status: str, pid: Optional[int] = 10, code: Optional[int] = None, restarts: int = 0) -> dict[str, Any]:
     return {"status": status, "pid": pid, "exit_code": code, "restarts": restarts}
-
-
-@pytest.mark.parametrize(
-    ("states", "names", "failed", "reason"),
-    [
-        ({"a": state("running"), "b": state("running")}, ["a", "b"], None, None),
-        ({"a": state("running")}, [], None, None),
-        ({"a": state("running")}, ["a", "b"], "b", "is not in the guest"),
-        ({"a": state("exited", None, 3)}, ["a"], "a", "exited with code 3"),
-        ({"a": state("restarting", None, 1, 2)}, ["a"], "a", "exited with code 1 and is restarting (restart 2)"),
-        ({"a": state("starting", None)}, ["a"], "a", "did not reach running within 30s"),
-        ({"a": state("running", None)}, ["a"], "a", "unknown state"),
-        ({"a": state("stopped", None)}, ["a"], "a", "was stopped"),
-    ],
-)
-def test_check_booted(states: dict[str, Any], names: list[str], failed: Optional[str], reason: Optional[str]) -> None:
-    error = check_booted(states, names, 30)
-    if failed is None:
-        assert error is None
-    else:
-        assert error is not None and error.container == failed and reason is not None and reason in error.reason
 
 
 @pytest.mark.parametrize(
@@ -62,7 +41,7 @@ def test_guest_reason_is_bounded() -> None:
 
 def test_wait_argv() -> None:
     assert wait_argv(12.7, ["web", "db"]) == ["/usr/sbin/hyper-boot", "wait", "12", "web", "db"]
-    assert wait_argv(0.2, []) == ["/usr/sbin/hyper-boot", "wait", "1"]
+    assert wait_argv(0.2) == ["/usr/sbin/hyper-boot", "wait", "1"]
     with pytest.raises(SpecError):
         wait_argv(5, ["-rf"])
 
@@ -76,6 +55,7 @@ import stat  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import PreparedContainer  # noqa: E402
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.settle import DEFAULT_SETTLE  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodError  # noqa: E402
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.config_disk import config_path, read_archive, read_tar  # noqa: E402
 from ansible_collections.hyper.pods.tests.unit.plugins.module_utils.pod import test_pod  # noqa: E402
@@ -85,11 +65,12 @@ class BootingTransport(test_pod.FakeTransport):
     """qemu-ga of a guest that brought its pod up: ``hyper-boot wait`` prints every container running (or ``answer``)."""
 
     answer: dict[str, Any] = {}
+    names: list[str] = ["web", "sleeper"]
 
     def send(self, json_text: str, timeout: int) -> str:
         request = json.loads(json_text)
         if request["execute"] == "guest-exec-status" and self.state.execs and self.state.execs[-1][0] == "/usr/sbin/hyper-boot":
-            names = self.state.execs[-1][3:]
+            names = self.names
             status = self.answer or {"rc": 0, "out": {n: {"status": "running", "pid": 10, "exit_code": None, "restarts": 0} for n in names}}
             reply: dict[str, Any] = {
                 "exited": True,
@@ -147,7 +128,9 @@ def test_create_boots_from_the_config_disk(sb: test_pod.Harness) -> None:
     # The host wrote nothing into the guest and started nothing there: one wait for the pod's own boot.
     assert not [c for c in sb.calls if c.startswith(("write", "start"))]
     assert [e[:2] for e in sb.agent.execs if e[0] == "/usr/sbin/hyper-boot"] == [["/usr/sbin/hyper-boot", "wait"]]
-    assert sb.agent.execs[-1][3:] == ["web", "sleeper"]
+    # The guest's wait names no container (it returns once the boot carried out its plan); the host's settle does.
+    assert sb.agent.execs[-1][2:] == ["120"]
+    assert "wait_settled web,sleeper" in sb.calls and sb.settles == [DEFAULT_SETTLE]
     path = config_path(str(sb.root), dom.vm_name)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     entries = {e.path: e.data for e in read_tar(read_archive(path))}
@@ -303,3 +286,33 @@ def test_a_wait_that_never_returns_is_killed() -> None:
     with pytest.raises(ExecTimeout, match="ran longer than 1s"):
         wait_for_boot(agent, ["/usr/sbin/hyper-boot"], 1.0, lambda: now[0], sleep)  # type: ignore[arg-type]
     assert agent.killed == [7]
+
+
+# -- wait_settle -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("params", "settle"), [({}, DEFAULT_SETTLE), ({"wait_settle": 0}, 0.0), ({"wait_settle": 2.5}, 2.5)])
+def test_the_start_waits_the_tasks_settle(sb: test_pod.Harness, params: dict[str, Any], settle: float) -> None:
+    sb.run(containers=[test_pod.WEB, test_pod.SLEEPER], **params)
+    assert sb.settles == [settle]
+
+
+def test_without_wait_there_is_no_settle(sb: test_pod.Harness) -> None:
+    sb.run(containers=[test_pod.WEB, test_pod.SLEEPER], wait=False)
+    assert sb.settles == [] and not [c for c in sb.calls if c.startswith("wait")]
+
+
+def test_a_bad_settle_fails_before_anything_is_made(sb: test_pod.Harness) -> None:
+    with pytest.raises(SpecError, match="wait_settle"):
+        sb.run(containers=[test_pod.WEB], wait_settle=-1)
+    assert sb.pods() == []
+
+
+def test_a_container_missing_from_the_guests_answer(sb: test_pod.Harness) -> None:
+    BootingTransport.names = ["web"]
+    try:
+        with pytest.raises(PodError, match="container sleeper: is not in the guest: its config disk did not list it"):
+            sb.run(containers=[test_pod.WEB, test_pod.SLEEPER])
+    finally:
+        BootingTransport.names = ["web", "sleeper"]
+    assert sb.pods() == []
