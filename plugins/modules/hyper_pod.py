@@ -581,8 +581,9 @@ options:
       - The default catches a command that fails at once (a missing binary, a bad argument) while keeping the
         wait short; raise it for a process that may fail later in its start (it is like Kubernetes'
         C(minReadySeconds)). To wait until the containers' healthchecks pass, use O(wait_healthy).
-      - Only a start waits for it (a create, V(restarted), a stopped pod started); a task that finds the pod
-        running does not. The host service's restarts (C(docs/runtime.md)) use the default.
+      - Only a start waits for it (a create, V(restarted), a stopped pod started, and the containers a change
+        adds or replaces in a running pod); a task that finds the pod running and its containers unchanged
+        does not. The host service's restarts (C(docs/runtime.md)) use the default.
     type: float
     default: 0.2
   wait_timeout:

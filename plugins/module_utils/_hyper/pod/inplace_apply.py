@@ -150,7 +150,7 @@ class InPlaceChange:
             guest.start(name)
         if new and task.wait:
             self.step = "waiting for the containers to run"
-            guest.wait_running(new, task.wait_timeout)
+            guest.wait_running(new, task.wait_timeout, task.wait_settle)
 
         self.step = "keeping the new containers with the pod"
         save_env(root, vm_id, clear_env(pod.to_json()))  # root only: the metadata keeps digests

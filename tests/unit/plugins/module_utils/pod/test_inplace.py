@@ -224,7 +224,7 @@ def ip(sb: test_pod.Harness) -> test_pod.Harness:
         session = deps()
         session.make_transport = lambda dom, name: FileTransport(dom, sb.agent)
         session.make_images = lambda root: SerialImages(root, sb)
-        session.make_guest_pod = lambda agent: LiveGuestPod(sb.calls, sb.fail, sb.guest)
+        session.make_guest_pod = lambda agent: LiveGuestPod(sb.calls, sb.fail, sb.guest, sb.settles)
         return session
 
     sb.deps = live  # type: ignore[method-assign]
@@ -390,3 +390,13 @@ def test_hyper_service_adds_its_container_in_place_and_hyper_pod_keeps_it(ip: te
     assert (again["changed"], again["actions"]) == (False, [])
     changed = ip.run(containers=[{**test_pod.WEB, "env": {"A": "b"}}, test_pod.SLEEPER])
     assert changed["actions"] == ["replace container web: env changed"] and list(pods_of(ip)) == ["web", "sleeper", "haproxy"]
+
+
+def test_containers_started_in_place_wait_the_tasks_settle(ip: test_pod.Harness) -> None:
+    ip.run()
+    booted(ip, ["web", "sleeper"])
+    ip.settles.clear()
+    sleeper = {**test_pod.SLEEPER, "env": {"MODE": "calm"}}
+    result = ip.run(containers=[test_pod.WEB, sleeper], wait_settle=1.5)
+    assert result["actions"] == ["replace container sleeper: env changed"]
+    assert ip.settles == [1.5]
