@@ -259,7 +259,7 @@ class PodTask:
         if isinstance(request, Mapping):  # hyper_service adds the pod's service container
 
             def stored(container: Mapping[str, Any]) -> dict[str, Any]:
-                extra, _ = normalise_pod({"name": current["name"], "containers": [dict(container)]})
+                extra = normalise_pod({"name": current["name"], "containers": [dict(container)]})[0]
                 found = images.digests(extra.containers, self.pull, self.check_mode, self.registry_auth)
                 return dict(extra.to_stored(accelerator="", guest={}, digests=found)["containers"][0])
 

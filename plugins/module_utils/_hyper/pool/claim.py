@@ -67,30 +67,30 @@ printf '127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost\n' "$(hostname)" >
 case "$log_size" in '' | *[!0-9]* | 0*) ;; *) echo "$log_size" >/run/hyper/log_size ;; esac
 n=0
 while :; do
-	missing=
-	for s in "$@"; do
-		found=
-		for f in /sys/block/vd*/serial; do
-			v=
-			read -r v <"$f" 2>/dev/null
-			[ "$v" = "$s" ] && { found=1; break; }
-		done
-		[ -n "$found" ] || missing=$s
-	done
-	[ -z "$missing" ] && break
-	n=$((n + 1))
-	[ "$n" -lt 400 ] || { echo "the hot-plugged disk $missing never appeared in the guest" >&2; exit 1; }
-	sleep 0.025
+    missing=
+    for s in "$@"; do
+        found=
+        for f in /sys/block/vd*/serial; do
+            v=
+            read -r v <"$f" 2>/dev/null
+            [ "$v" = "$s" ] && { found=1; break; }
+        done
+        [ -n "$found" ] || missing=$s
+    done
+    [ -z "$missing" ] && break
+    n=$((n + 1))
+    [ "$n" -lt 400 ] || { echo "the hot-plugged disk $missing never appeared in the guest" >&2; exit 1; }
+    sleep 0.025
 done
 for f in /sys/block/vd*/serial; do
-	v=
-	read -r v <"$f" 2>/dev/null
-	[ "$v" = hyper-scratch ] || continue
-	dev=${f%/serial}
-	dev=/dev/${dev##*/}
-	mount -t ext4 -o nosuid,nodev,noatime,discard "$dev" /run/hyper/containers || { echo "cannot mount the scratch disk $dev" >&2; exit 1; }
-	echo "hyper-scratch $dev" >/run/hyper/scratch
-	break
+    v=
+    read -r v <"$f" 2>/dev/null
+    [ "$v" = hyper-scratch ] || continue
+    dev=${f%/serial}
+    dev=/dev/${dev##*/}
+    mount -t ext4 -o nosuid,nodev,noatime,discard "$dev" /run/hyper/containers || { echo "cannot mount the scratch disk $dev" >&2; exit 1; }
+    echo "hyper-scratch $dev" >/run/hyper/scratch
+    break
 done
 """
 BRING_UP_TIMEOUT = 20.0

@@ -181,7 +181,8 @@ def plan_pool(spec: PoolSpec, template: Optional[PoolTemplate], definition: Opti
         if definition is not None:
             actions.append("remove_definition")
         return PoolPlan(actions, remove, 0, False, definition is not None, before, _summary(None, None, []))
-    assert template is not None
+    if template is None:  # only an absent pool has none (above)
+        raise ValueError("a pool to keep needs its template")
     key = template.key
     remove = [(v, "stale: its template changed") for v in vms if v.key != key]
     # Under the pool's lock no other run boots for it: a VM still booting was left by a run that ended.

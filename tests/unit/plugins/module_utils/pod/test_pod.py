@@ -219,7 +219,7 @@ class FakeGuestPod:
         self.settles.append(watch.settle)
         self._maybe_fail("wait")
         states, sent, answered = first if first is not None else (self.status(), 0.0, 0.0)
-        for _ in range(100):
+        for _round in range(100):
             verdict = watch.observe(states, sent, answered)
             if verdict.up:
                 return {n: states[n] for n in watch.names}

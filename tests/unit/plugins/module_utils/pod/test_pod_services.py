@@ -155,7 +155,8 @@ def test_the_container_is_added_then_the_services_applied(service_calls: list[An
 
 
 def test_absent_on_a_pod_without_services_changes_nothing(service_calls: list[Any]) -> None:
-    result = pod_services.ensure_service_on_pod({"pod": "p", "services": [{"name": "web"}], "state": "absent"}, False, session=OnePod(["web1"]))  # type: ignore[arg-type]
+    params = {"pod": "p", "services": [{"name": "web"}], "state": "absent"}
+    result = pod_services.ensure_service_on_pod(params, False, session=OnePod(["web1"]))  # type: ignore[arg-type]
     assert (result["changed"], service_calls) == (False, [])
 
 
