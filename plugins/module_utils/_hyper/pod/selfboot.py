@@ -14,6 +14,7 @@ checked (``parse_status``), and its failure message shown escaped and cut.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import AgentTimeout, DomainNotRunning, HyperError
@@ -87,11 +88,10 @@ def boot_from_config(
     clock = runtime.clock
     deadline = Deadline(timeout, clock)
     started = clock()
-    step, container = "starting the VM", None
-    guest: Optional[GuestPodApi] = None
+    progress = BootProgress("starting the VM")
     try:
         runtime.client.start(dom)
-        step = "waiting for the guest agent"
+        progress.step = "waiting for the guest agent"
         agent = runtime.agent(dom, vm_id)
         # A guest that panics before its agent answers resets in place (panic=-1, on_reboot=restart) and would
         # never answer: its panic on the console fails the start at once (the host service then backs off).
@@ -103,20 +103,47 @@ def boot_from_config(
                 raise
             raise BootFailed("the guest's kernel panicked before its agent answered (a guest that panics resets in place)") from None
         runtime.timings["agent_ready"] = round(clock() - started, 3)
-        step = "waiting for the pod's boot"
-        seconds = max(deadline.remaining, 1.0)
-        sent = clock()
-        result = wait_for_boot(agent, wait_argv(seconds), seconds + EXEC_GRACE, clock, runtime.session.sleep)
-        answered = clock()
-        if result.rc != 0:
-            raise BootFailed(guest_reason(result))
-        states = parse_status(result.stdout.decode("utf-8", errors="replace"))
-        runtime.timings["pod_booted"] = round(answered - started, 3)
-        if wait and names:
-            step = "waiting for the containers to run"
-            guest = runtime.session.make_guest_pod(agent)
-            watch = SettleWatch(list(names), settle)
-            guest.wait_settled(watch, max(deadline.remaining, 1.0), (states, sent, answered), poll_cap=BOOT_POLL_CAP, missing="its config disk did not list it")
-        runtime.timings["containers_running" if wait else "containers_started"] = round(clock() - started, 3)
+        await_pod_up(runtime, agent, names, wait=wait, settle=settle, deadline=deadline, started=started, progress=progress)
     except HyperError as err:
-        raise runtime._failure(err, pod, vm_id, step, container, guest) from None  # pylint: disable=protected-access
+        raise runtime._failure(err, pod, vm_id, progress.step, None, progress.guest) from None  # pylint: disable=protected-access
+
+
+@dataclass
+class BootProgress:
+    """Where a start is, for its failure: the step, and the guest's pod API once it was made (for its logs)."""
+
+    step: str
+    guest: Optional[GuestPodApi] = None
+
+
+def await_pod_up(
+    runtime: PodRuntime,
+    agent: GuestAgent,
+    names: Sequence[str],
+    *,
+    wait: bool,
+    settle: float,
+    deadline: Deadline,
+    started: float,
+    progress: BootProgress,
+) -> None:
+    """After the guest's agent answered, of a cold boot or a resumed pool VM: ``hyper-boot wait`` returns once the
+    guest's boot carried out its config disk (every supervisor started); with ``wait`` the host then polls
+    ``hyper-container status`` until each container ran ``settle`` seconds with one pid (guest/settle.py)."""
+    clock = runtime.clock
+    progress.step = "waiting for the pod's boot"
+    seconds = max(deadline.remaining, 1.0)
+    sent = clock()
+    result = wait_for_boot(agent, wait_argv(seconds), seconds + EXEC_GRACE, clock, runtime.session.sleep)
+    answered = clock()
+    if result.rc != 0:
+        raise BootFailed(guest_reason(result))
+    states = parse_status(result.stdout.decode("utf-8", errors="replace"))
+    runtime.timings["pod_booted"] = round(answered - started, 3)
+    if wait and names:
+        progress.step = "waiting for the containers to run"
+        progress.guest = runtime.session.make_guest_pod(agent)
+        watch = SettleWatch(list(names), settle)
+        first = (states, sent, answered)
+        progress.guest.wait_settled(watch, max(deadline.remaining, 1.0), first, poll_cap=BOOT_POLL_CAP, missing="its config disk did not list it")
+    runtime.timings["containers_running" if wait else "containers_started"] = round(clock() - started, 3)

@@ -34,21 +34,12 @@ from typing import Any, Optional, Sequence
 
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.errors import HyperError
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest import layout
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.containers import parse_status
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.settle import DEFAULT_SETTLE, SettleWatch
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.guest.settle import DEFAULT_SETTLE
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.boot import PodRuntime
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.selfboot import (
-    BOOT_POLL_CAP,
-    EXEC_GRACE,
-    BootFailed,
-    guest_reason,
-    wait_argv,
-    wait_for_boot,
-)
+from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.selfboot import BootProgress, await_pod_up, guest_reason
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pod.stored import StoredPod
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pool.template import PoolTemplate, pod_template, pool_misfit
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.pool.vms import READY, PoolVm, list_pool_vms, pool_vm_of, vm_lock
-from ansible_collections.hyper.pods.plugins.module_utils._hyper.session import GuestPodApi
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt import hotplug
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.client import Domain, LibvirtClient
 from ansible_collections.hyper.pods.plugins.module_utils._hyper.virt.domain_xml import DiskSpec
@@ -197,41 +188,25 @@ def boot_claimed(
     clock = runtime.clock
     deadline = Deadline(timeout, clock)
     started = clock()
-    step, container = "resuming the pool VM", None
-    guest: Optional[GuestPodApi] = None
+    progress = BootProgress("resuming the pool VM")
     try:
         try:
             runtime.client.resume(dom)
             agent = runtime.agent(dom, vm_id)
             with contextlib.suppress(HyperError):  # its clock stood still while paused; qemu-ga's hwclock step may fail
                 agent.command("guest-set-time", {"time": time.time_ns()})
-            step = "giving the pool VM the pod's host name and disks"
+            progress.step = "giving the pool VM the pod's host name and disks"
             argv = ["/bin/sh", "-c", BRING_UP, "sh", pod.hostname, str(pod.log_size or ""), *serials]
             result = agent.exec(argv, timeout=min(BRING_UP_TIMEOUT, max(deadline.remaining, 1.0)))
             if result.rc != 0:
                 raise HyperError(guest_reason(result).removeprefix("sh: "))
             agent.spawn([layout.BOOT_COMMAND, "run"], capture=False)
         except HyperError as err:
-            raise PoolVmBroken(f"pool VM {vm_id}: {step}: {err.message}") from None
+            raise PoolVmBroken(f"pool VM {vm_id}: {progress.step}: {err.message}") from None
         runtime.timings["agent_ready"] = round(clock() - started, 3)
-        # From here as a cold start's (pod/selfboot.py boot_from_config): the guest's boot answers once its
-        # supervisors started, then the host's own settle (hyper_pod's wait_settle, guest/settle.py).
-        step = "waiting for the pod's boot"
-        seconds = max(deadline.remaining, 1.0)
-        sent = clock()
-        result = wait_for_boot(agent, wait_argv(seconds), seconds + EXEC_GRACE, clock, runtime.session.sleep)
-        answered = clock()
-        if result.rc != 0:
-            raise BootFailed(guest_reason(result))
-        states = parse_status(result.stdout.decode("utf-8", errors="replace"))
-        runtime.timings["pod_booted"] = round(answered - started, 3)
-        if wait and names:
-            step = "waiting for the containers to run"
-            guest = runtime.session.make_guest_pod(agent)
-            watch = SettleWatch(list(names), settle)
-            guest.wait_settled(watch, max(deadline.remaining, 1.0), (states, sent, answered), poll_cap=BOOT_POLL_CAP, missing="its config disk did not list it")
-        runtime.timings["containers_running" if wait else "containers_started"] = round(clock() - started, 3)
+        # From here as a cold start (pod/selfboot.py).
+        await_pod_up(runtime, agent, names, wait=wait, settle=settle, deadline=deadline, started=started, progress=progress)
     except PoolVmBroken:
         raise
     except HyperError as err:
-        raise runtime._failure(err, pod.name, vm_id, step, container, guest) from None  # pylint: disable=protected-access
+        raise runtime._failure(err, pod.name, vm_id, progress.step, None, progress.guest) from None  # pylint: disable=protected-access
